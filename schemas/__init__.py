@@ -1,0 +1,1 @@
+"""Extraction contracts: built-in Pydantic schemas and the registry that names and versions them."""

@@ -1,0 +1,28 @@
+"""`nda@1`: the fields of the Kleister-NDA labels."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from schemas.types import IsoDate, ShortText
+
+
+class NDA(BaseModel):
+    """Non-disclosure agreement. Absent fields are null (or an empty list): never guessed."""
+
+    model_config = ConfigDict(extra="forbid", title="nda")
+
+    parties: list[ShortText] = Field(
+        default_factory=list,
+        max_length=8,
+        description="Names of the parties exactly as written (companies or people), without addresses.",
+    )
+    effective_date: IsoDate | None = Field(
+        default=None, description="Date the agreement takes effect (or is dated), as YYYY-MM-DD."
+    )
+    jurisdiction: ShortText | None = Field(
+        default=None, description="State or country whose law governs the agreement, e.g. 'New York'."
+    )
+    term: ShortText | None = Field(
+        default=None, description="How long the agreement lasts, as written, e.g. '3 years' or '18 months'."
+    )

@@ -1,0 +1,1 @@
+"""chunk -> prompt -> generate -> validate -> merge -> ground. Pure: no database, no queue."""
