@@ -21,8 +21,8 @@ class NDA(BaseModel):
         default=None, description="Date the agreement takes effect (or is dated), as YYYY-MM-DD."
     )
     jurisdiction: ShortText | None = Field(
-        default=None, description="State or country whose law governs the agreement, e.g. 'New York'."
+        default=None, description="State or country whose law governs the agreement (from the governing-law clause)."
     )
     term: ShortText | None = Field(
-        default=None, description="How long the agreement lasts, as written, e.g. '3 years' or '18 months'."
+        default=None, description="How long the agreement or its obligations last, as written (a number of years or months)."
     )

@@ -11,6 +11,14 @@ from pydantic import BaseModel
 from schemas.clinical_note import ClinicalNote
 from schemas.contract import Contract
 from schemas.errors import UnknownSchemaError
+from schemas.examples import (
+    CLINICAL_DOCUMENT,
+    CLINICAL_RECORD,
+    CONTRACT_DOCUMENT,
+    CONTRACT_RECORD,
+    NDA_DOCUMENT,
+    NDA_RECORD,
+)
 from schemas.nda import NDA
 
 
@@ -22,6 +30,8 @@ class SchemaSpec:
     version: int
     model: type[BaseModel]
     description: str
+    example_document: str | None = None
+    example_record: dict[str, Any] | None = None
 
     @property
     def ref(self) -> str:
@@ -38,9 +48,18 @@ class SchemaSpec:
 
 
 _BUILTINS: tuple[SchemaSpec, ...] = (
-    SchemaSpec("nda", 1, NDA, "Non-disclosure agreement: parties, effective date, jurisdiction, term."),
-    SchemaSpec("contract", 1, Contract, "Commercial contract clauses."),
-    SchemaSpec("clinical_note", 1, ClinicalNote, "Clinical encounter note (chart abstraction)."),
+    SchemaSpec(
+        "nda", 1, NDA, "Non-disclosure agreement: parties, effective date, jurisdiction, term.", NDA_DOCUMENT, NDA_RECORD
+    ),
+    SchemaSpec("contract", 1, Contract, "Commercial contract clauses.", CONTRACT_DOCUMENT, CONTRACT_RECORD),
+    SchemaSpec(
+        "clinical_note",
+        1,
+        ClinicalNote,
+        "Clinical encounter note (chart abstraction).",
+        CLINICAL_DOCUMENT,
+        CLINICAL_RECORD,
+    ),
 )
 
 

@@ -19,6 +19,17 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     data_dir: Path = Field(default=Path("var"), description="Embedded store, model cache and blobs.")
 
+    # Store: SQLite file for the embedded default, Postgres (psycopg 3) in production.
+    database_url: str = Field(
+        default="sqlite:///var/abstractor.db",
+        description="e.g. postgresql+psycopg://user@host:5432/abstractor",
+    )
+    database_app_role: str = Field(
+        default="abstractor_app", description="Postgres role that may only INSERT/SELECT the audit trail."
+    )
+    blob_dir: Path | None = Field(default=None, description="Keep document bytes here; None keeps them in the DB.")
+    outbox_lease_s: float = 60.0
+
     # Document limits: enforced in a child process so a hostile file can kill only that child.
     max_document_bytes: int = 50 * 1024 * 1024
     max_pages: int = 500
@@ -27,9 +38,10 @@ class Settings(BaseSettings):
     parse_memory_mb: int = 1024
 
     # Engine.
-    engine: Literal["llamacpp", "openai", "vllm"] = "llamacpp"
+    engine: Literal["llamacpp"] = "llamacpp"
     grammar_backend: Literal["llguidance", "outlines_core", "xgrammar"] = "llguidance"
     model_path: Path | None = Field(default=None, description="A GGUF file; default: the embedded model.")
+    model_sha256: str | None = Field(default=None, description="Pinned digest of model_path; refused if it differs.")
     n_threads: int | None = None
     n_ctx: int = 4096
     max_new_tokens: int = 384

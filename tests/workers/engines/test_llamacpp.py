@@ -1,0 +1,77 @@
+"""The local CPU engine with the real embedded model: constrained output always parses and validates."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from schemas.registry import get_schema
+from workers.engines.constraints import generation_schema
+from workers.engines.llamacpp import LlamaCppEngine
+from workers.engines.protocol import GenerationRequest
+from workers.pipeline.prompting import build_messages
+from workers.pipeline.validation import OutputError, validate_output
+
+pytestmark = [pytest.mark.model, pytest.mark.slow]
+
+NOTE = (
+    "CHIEF COMPLAINT\n\nKnee pain.\n\nHISTORY OF PRESENT ILLNESS\n\nJohn Perry is a 61-year-old male "
+    "who presents with right knee pain after a fall. He takes ibuprofen 400 mg by mouth twice a day. "
+    "Allergies: penicillin.\n\nPLAN\n\nFollow up in 2 weeks."
+)
+
+
+def _request(schema_name: str, text: str, max_tokens: int = 256) -> tuple[GenerationRequest, Any]:
+    spec = get_schema(schema_name)
+    schema = spec.json_schema()
+    req = GenerationRequest(
+        messages=build_messages(
+            spec.ref, schema, text, 1, 1, (1,), (spec.example_document or "", spec.example_record or {})
+        ),
+        json_schema=generation_schema(schema),
+        max_tokens=max_tokens,
+    )
+    return req, spec
+
+
+def test_constrained_output_is_compact_valid_json(engine: LlamaCppEngine) -> None:
+    req, spec = _request("clinical_note", NOTE)
+    result = engine.generate([req])[0]
+    assert result.finish_reason == "stop", result.error
+    assert result.prompt_tokens > 50 and result.completion_tokens > 5
+    assert "\n" not in result.text  # compact JSON: no free whitespace
+    data = validate_output(result, spec.model)
+    assert set(data) == set(spec.model.model_fields)
+    assert data["patient_age"] == 61
+    assert data["patient_sex"] == "male"
+
+
+def test_truncated_output_is_reported_not_repaired(engine: LlamaCppEngine) -> None:
+    req, spec = _request("clinical_note", NOTE, max_tokens=8)
+    result = engine.generate([req])[0]
+    assert result.finish_reason == "length"
+    with pytest.raises(OutputError) as info:
+        validate_output(result, spec.model)
+    assert info.value.code == "output_truncated"
+
+
+@pytest.mark.parametrize("backend", ["llguidance", "outlines_core"], ids=["llguidance", "outlines_core"])
+def test_grammar_backend_is_a_setting(backend: str, model_cache: Path) -> None:
+    engine = LlamaCppEngine(cache_dir=model_cache, grammar_backend=backend)
+    assert engine.info.grammar_backend == backend
+    req, spec = _request("nda", "This Agreement is made between Acme Corp. and Beta LLC on March 3, 2015.")
+    result = engine.generate([req])[0]
+    assert result.finish_reason == "stop", result.error
+    data = validate_output(result, spec.model)
+    assert json.loads(result.text).keys() == data.keys()
+
+
+def test_unconstrained_mode_exists_for_benchmarks(model_cache: Path) -> None:
+    engine = LlamaCppEngine(cache_dir=model_cache, grammar_backend="none")
+    req, _ = _request("nda", "This Agreement is made between Acme Corp. and Beta LLC.", max_tokens=40)
+    result = engine.generate([req])[0]
+    assert result.completion_tokens > 0
+    assert result.error is None

@@ -1,0 +1,82 @@
+"""The one engine protocol every backend implements: many requests in, one result per request out."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, runtime_checkable
+
+FinishReason = Literal["stop", "length", "error"]
+
+
+@dataclass(frozen=True)
+class Message:
+    """One chat turn; engines render these with the model's own chat template."""
+
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """A prompt plus the JSON Schema its answer must match (enforced by the grammar backend)."""
+
+    messages: tuple[Message, ...]
+    json_schema: dict[str, Any]
+    max_tokens: int = 384
+    request_id: str = ""
+
+
+@dataclass(frozen=True)
+class GenerationResult:
+    """What came back for one request; `finish_reason == "length"` means the JSON is truncated."""
+
+    text: str
+    finish_reason: FinishReason
+    prompt_tokens: int
+    completion_tokens: int
+    seconds: float
+    timings: dict[str, float] = field(default_factory=dict)
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class EngineInfo:
+    """Identifies what produced a record (stored with every result)."""
+
+    engine: str
+    model: str
+    model_sha256: str | None
+    grammar_backend: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain form for the record's `model` block."""
+        out: dict[str, Any] = {
+            "engine": self.engine,
+            "model": self.model,
+            "sha256": self.model_sha256,
+            "grammar_backend": self.grammar_backend,
+        }
+        out.update(self.extra)
+        return out
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """Any backend: local llama.cpp, an OpenAI-compatible server, or in-process vLLM."""
+
+    info: EngineInfo
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
+        """Run every request (an engine may batch them) and return results in the same order."""
+        ...
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens `text` costs in this engine's model (used to budget chunks)."""
+        ...
+
+    @property
+    def context_tokens(self) -> int:
+        """The model context window the engine was started with."""
+        ...

@@ -1,0 +1,183 @@
+"""The pipeline end to end for one document: chunk, prompt, generate, validate, merge, ground."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from pydantic import BaseModel
+
+from workers.documents.errors import DocumentError
+from workers.documents.model import Document
+from workers.engines.constraints import generation_schema
+from workers.engines.protocol import Engine, GenerationRequest, GenerationResult, Message
+from workers.pipeline.chunking import Chunk, chunk_document
+from workers.pipeline.grounding import ground_record
+from workers.pipeline.merging import merge_records
+from workers.pipeline.prompting import build_messages
+from workers.pipeline.validation import OutputError, validate_output
+
+ProgressFn = Callable[[int, int], None]
+
+
+class SchemaLike(Protocol):
+    """What the pipeline needs of a schema: built-in `SchemaSpec` and user schemas both fit."""
+
+    @property
+    def ref(self) -> str: ...
+
+    @property
+    def model(self) -> type[BaseModel]: ...
+
+    def json_schema(self) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class PipelineOptions:
+    """Budgets for one extraction; the caller builds these from Settings."""
+
+    max_new_tokens: int = 384
+    chunk_tokens: int = 1800
+    overlap_tokens: int = 150
+    retry_factor: int = 2
+
+
+@dataclass
+class _Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    generate_s: float = 0.0
+    calls: int = 0
+    retries: int = 0
+
+    def add(self, result: GenerationResult) -> None:
+        self.prompt_tokens += result.prompt_tokens
+        self.completion_tokens += result.completion_tokens
+        self.generate_s += result.seconds
+        self.calls += 1
+
+
+def _chunk_budget(engine: Engine, prefix: tuple[Message, ...], options: PipelineOptions) -> int:
+    """Document tokens per chunk that still leave room for the shared prefix and a retried answer."""
+    overhead = 16 * (len(prefix) + 1) + 64  # chat-template tokens per turn, plus the excerpt header
+    reserve = sum(engine.count_tokens(m.content) for m in prefix) + overhead
+    reserve += options.max_new_tokens * options.retry_factor
+    budget = min(options.chunk_tokens, engine.context_tokens - reserve)
+    if budget < 200:
+        raise OutputError(
+            f"context window {engine.context_tokens} too small for this schema's prompt", code="config_error"
+        )
+    return budget
+
+
+def _generate_validated(
+    engine: Engine, requests: list[GenerationRequest], model: type[BaseModel], options: PipelineOptions, usage: _Usage
+) -> list[dict[str, Any]]:
+    """Generate all chunks, then retry the failed ones once with a bigger budget; fail if any still fails."""
+    results = engine.generate(requests)
+    records: list[dict[str, Any] | None] = []
+    failures: list[int] = []
+    for i, result in enumerate(results):
+        usage.add(result)
+        try:
+            records.append(validate_output(result, model))
+        except OutputError:
+            records.append(None)
+            failures.append(i)
+    if failures:
+        usage.retries += len(failures)
+        retried = engine.generate(
+            [
+                GenerationRequest(
+                    messages=requests[i].messages,
+                    json_schema=requests[i].json_schema,
+                    max_tokens=requests[i].max_tokens * options.retry_factor,
+                    request_id=requests[i].request_id + ":retry",
+                )
+                for i in failures
+            ]
+        )
+        for i, result in zip(failures, retried, strict=True):
+            usage.add(result)
+            records[i] = validate_output(result, model)  # a second failure propagates: no partial record
+    return [r for r in records if r is not None]
+
+
+def extract_document(
+    doc: Document,
+    schema: SchemaLike,
+    engine: Engine,
+    options: PipelineOptions = PipelineOptions(),
+    progress: ProgressFn | None = None,
+) -> dict[str, Any]:
+    """A validated, grounded record: `{document, schema, data, evidence, flags, model, timings}`."""
+    started = time.perf_counter()
+    if not doc.text.strip():
+        raise DocumentError(
+            "the document has no extractable text (scanned pages need OCR)",
+            code="no_text",
+            details={"pages_without_text": list(doc.pages_without_text)},
+        )
+    json_schema = schema.json_schema()
+    title = str(json_schema.get("title") or schema.ref)
+    example_doc = getattr(schema, "example_document", None)
+    example_record = getattr(schema, "example_record", None)
+    example = (example_doc, example_record) if example_doc and example_record is not None else None
+    prefix = build_messages(title, json_schema, "", 1, 1, (), example)[:-1]
+    budget = _chunk_budget(engine, prefix, options)
+    chunks: list[Chunk] = chunk_document(doc, engine.count_tokens, budget, options.overlap_tokens)
+    chunked = time.perf_counter()
+    constrained = generation_schema(json_schema)
+    requests = [
+        GenerationRequest(
+            messages=build_messages(title, json_schema, c.text, c.index + 1, len(chunks), c.pages, example),
+            json_schema=constrained,
+            max_tokens=options.max_new_tokens,
+            request_id=f"{doc.sha256[:12]}:{c.index}",
+        )
+        for c in chunks
+    ]
+    usage = _Usage()
+    parts: list[tuple[dict[str, Any], list[tuple[int, int]]]] = []
+    # One chunk per engine call keeps the progress bar honest; engines that batch get the whole list.
+    step = 1 if progress else len(requests)
+    for lo in range(0, len(requests), step):
+        batch = requests[lo : lo + step]
+        for record, chunk in zip(
+            _generate_validated(engine, batch, schema.model, options, usage), chunks[lo : lo + step], strict=True
+        ):
+            parts.append((record, [(chunk.start, chunk.end)]))
+        if progress:
+            progress(min(lo + step, len(requests)), len(requests))
+    generated = time.perf_counter()
+    data = merge_records(parts, schema.model, doc)
+    evidence, flags = ground_record(data, doc)
+    finished = time.perf_counter()
+    return {
+        "document": {
+            "sha256": doc.sha256,
+            "media_type": doc.media_type,
+            "size_bytes": doc.size_bytes,
+            "pages": len(doc.pages),
+            "pages_without_text": list(doc.pages_without_text),
+            "chars": len(doc.text),
+            "chunks": len(chunks),
+        },
+        "schema": schema.ref,
+        "data": data,
+        "evidence": {path: [e.to_dict() for e in items] for path, items in evidence.items()},
+        "flags": [{"path": f.path, "code": f.code, "message": f.message} for f in flags],
+        "model": engine.info.to_dict(),
+        "timings": {
+            "chunk_s": round(chunked - started, 3),
+            "generate_s": round(generated - chunked, 3),
+            "ground_s": round(finished - generated, 3),
+            "total_s": round(finished - started, 3),
+            "prompt_tokens": usage.prompt_tokens,
+            "completion_tokens": usage.completion_tokens,
+            "engine_calls": usage.calls,
+            "retries": usage.retries,
+        },
+    }

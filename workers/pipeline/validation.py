@@ -1,0 +1,40 @@
+"""Parse and validate one model answer; anything short of a valid record is an error, never a partial."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from workers.engines.protocol import GenerationResult
+from workers.errors import WorkerError
+
+
+class OutputError(WorkerError):
+    """A generation that cannot become a record: truncated, not JSON, or not schema-valid."""
+
+    code = "invalid_output"
+
+
+def validate_output(result: GenerationResult, model: type[BaseModel]) -> dict[str, Any]:
+    """The validated record as plain JSON data, or `OutputError` saying why not (no values in messages)."""
+    if result.finish_reason == "error":
+        raise OutputError(f"generation failed: {result.error}", code="generation_error")
+    if result.finish_reason == "length":
+        raise OutputError(
+            f"output truncated at {result.completion_tokens} tokens", code="output_truncated"
+        )
+    try:
+        payload = json.loads(result.text)
+    except json.JSONDecodeError as e:
+        raise OutputError(f"output is not JSON (line {e.lineno}, column {e.colno})", code="invalid_json") from e
+    try:
+        record = model.model_validate(payload)
+    except ValidationError as e:
+        where = sorted({".".join(str(p) for p in err["loc"]) or "<root>" for err in e.errors()})
+        raise OutputError(
+            f"output fails the schema at: {', '.join(where)}", code="validation_failed"
+        ) from e
+    data: dict[str, Any] = record.model_dump(mode="json")
+    return data
