@@ -12,14 +12,18 @@ from typing import Any
 NDA_DOCUMENT = """MUTUAL CONFIDENTIALITY AGREEMENT
 
 This Mutual Confidentiality Agreement (the "Agreement") is entered into as of the 2nd day of March, 1999 \
-by and between Orchard Valley Instruments, Inc., a Vermont corporation ("OVI"), and Tomasz Wierzbicki, an \
-individual residing in Burlington ("Recipient").
+by and between Orchard Valley Instruments, Inc., a Delaware corporation (the "Company"), and Tomasz \
+Wierzbicki, M.D., an individual residing in Burlington ("Recipient").
+
+RECITALS
+The Company wishes to disclose certain Confidential Information to Recipient.
 
 1. Recipient shall hold all Confidential Information in strict confidence.
 2. Term. This Agreement shall remain in effect for a period of five (5) years from the date hereof.
 3. Governing Law. This Agreement shall be governed by the laws of the State of Vermont.
 
-ORCHARD VALLEY INSTRUMENTS, INC.            TOMASZ WIERZBICKI"""
+ORCHARD VALLEY INSTRUMENTS, INC.
+By: Helen Marsh, President                  TOMASZ WIERZBICKI, M.D."""
 
 NDA_RECORD: dict[str, Any] = {
     "parties": ["Orchard Valley Instruments, Inc.", "Tomasz Wierzbicki"],

@@ -15,14 +15,22 @@ class NDA(BaseModel):
     parties: list[ShortText] = Field(
         default_factory=list,
         max_length=8,
-        description="Names of the parties exactly as written (companies or people), without addresses.",
+        description=(
+            "The companies or people who make the agreement, named as in its opening paragraph;"
+            " not signatories' titles, addresses or section headings."
+        ),
     )
     effective_date: IsoDate | None = Field(
         default=None, description="Date the agreement takes effect (or is dated), as YYYY-MM-DD."
     )
     jurisdiction: ShortText | None = Field(
-        default=None, description="State or country whose law governs the agreement (from the governing-law clause)."
+        default=None,
+        description=(
+            "State or country whose laws govern the agreement ('governed by the laws of ...');"
+            " not a state of incorporation or an address."
+        ),
     )
     term: ShortText | None = Field(
-        default=None, description="How long the agreement or its obligations last, as written (a number of years or months)."
+        default=None,
+        description="How long the agreement lasts, as written (a number of years or months).",
     )

@@ -49,7 +49,12 @@ class SchemaSpec:
 
 _BUILTINS: tuple[SchemaSpec, ...] = (
     SchemaSpec(
-        "nda", 1, NDA, "Non-disclosure agreement: parties, effective date, jurisdiction, term.", NDA_DOCUMENT, NDA_RECORD
+        "nda",
+        1,
+        NDA,
+        "Non-disclosure agreement: parties, effective date, jurisdiction, term.",
+        NDA_DOCUMENT,
+        NDA_RECORD,
     ),
     SchemaSpec("contract", 1, Contract, "Commercial contract clauses.", CONTRACT_DOCUMENT, CONTRACT_RECORD),
     SchemaSpec(

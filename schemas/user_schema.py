@@ -32,6 +32,10 @@ MAX_REPORTED_ERRORS = 20
 # through. Formats nobody defines (`"format": "mongoId"`) stay annotations, as the spec requires.
 _FORMAT_CHECKER = jsonschema.FormatChecker()
 
+CHECKED_FORMATS: frozenset[str] = frozenset(_FORMAT_CHECKER.checkers)
+"""Formats actually asserted here. jsonschema silently skips a format whose checker library is missing
+(date-time needs rfc3339-validator, uri needs rfc3986-validator...): install `jsonschema[format-nongpl]`."""
+
 _SENTINEL: Any = object()
 
 
@@ -125,17 +129,13 @@ def load_user_schema(schema: dict[str, Any], *, name: str = "UserSchema") -> Use
         raise InvalidSchemaError("$schema must be a string URI")
     validator_cls = jsonschema.validators.validator_for({"$schema": dialect}, default=_SENTINEL)
     if validator_cls is _SENTINEL:
-        raise InvalidSchemaError(
-            f"unknown $schema {dialect!r}: use a JSON Schema draft URI (draft-04 to 2020-12)"
-        )
+        raise InvalidSchemaError(f"unknown $schema {dialect!r}: use a JSON Schema draft URI (draft-04 to 2020-12)")
     try:
         validator_cls.check_schema(own)
     except JsonSchemaMetaError as e:
         raise InvalidSchemaError(_meta_reason(e, dialect)) from e
 
-    specification = referencing.jsonschema.specification_with(
-        dialect, default=referencing.jsonschema.DRAFT202012
-    )
+    specification = referencing.jsonschema.specification_with(dialect, default=referencing.jsonschema.DRAFT202012)
     _check_refs_and_patterns(specification.create_resource(own))
     # An empty registry: no `$ref` is ever fetched over the network (jsonschema's default would).
     validator = validator_cls(own, format_checker=_FORMAT_CHECKER, registry=referencing.Registry())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -57,6 +58,7 @@ def options_from(settings: Settings) -> PipelineOptions:
         max_new_tokens=settings.max_new_tokens,
         chunk_tokens=settings.chunk_tokens,
         overlap_tokens=settings.chunk_overlap_tokens,
+        reject_ungrounded=settings.reject_ungrounded,
     )
 
 
@@ -123,6 +125,129 @@ def extract(
         fail(e.code, e.message, e.details)
     record["document"]["name"] = path.name
     sys.stdout.write(json.dumps(record, indent=2 if pretty else None, ensure_ascii=False) + "\n")
+
+
+def _eval_items(directory: Path, kind: str, limit: int | None) -> list[tuple[str, Any, Any]]:
+    """(name, source, gold) triples: a PDF path for Kleister-NDA, note text for ACI-Bench."""
+    from service.evaluation import load_aci, load_kleister
+
+    items: list[tuple[str, Any, Any]]
+    if kind == "kleister":
+        items = [(p.name, p, gold) for p, gold in load_kleister(directory)]
+    else:
+        items = [(eid, text.encode("utf-8"), gold) for eid, text, gold in load_aci(directory)]
+    return items[:limit] if limit else items
+
+
+@app.command("eval")
+def evaluate(
+    directory: Annotated[Path, typer.Argument(help="Kleister-NDA folder (labels.tsv) or ACI-Bench folder.")],
+    schema: Annotated[str, typer.Option("--schema", "-s", help="nda for Kleister-NDA, clinical_note for ACI.")],
+    limit: Annotated[int | None, typer.Option(help="Score only the first N documents.")] = None,
+    predictions: Annotated[
+        Path | None, typer.Option(help="Write one JSON line per document (record or error) here.")
+    ] = None,
+) -> None:
+    """Score extractions against gold labels: per-field precision/recall/F1, last line `micro_f1=<x>`."""
+    from service.evaluation import (
+        DATASET_SCHEMA,
+        DatasetError,
+        clinical_record_to_gold_shape,
+        detect_dataset,
+        nda_record_to_labels,
+        print_report,
+        score_aci,
+        score_kleister,
+    )
+
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    spec = _schema(schema)
+    try:
+        kind = detect_dataset(directory)
+    except DatasetError as e:
+        fail(e.code, str(e))
+    if DATASET_SCHEMA[kind] != spec.name:
+        fail("schema_mismatch", f"{kind} is labelled for schema {DATASET_SCHEMA[kind]!r}, not {spec.name!r}")
+    items = _eval_items(directory, kind, limit)
+    try:
+        engine = engine_from(settings)
+    except WorkerError as e:
+        fail(e.code, e.message, e.details)
+    pairs: list[tuple[Any, Any]] = []
+    errors: dict[str, int] = {}
+    out = predictions.open("w", encoding="utf-8") if predictions else None
+    started = time.perf_counter()
+    with progress_bar("evaluating") as bar:
+        task = bar.add_task("eval", total=len(items))
+        for name, source, gold in items:
+            try:
+                doc = read_document(source, limits=limits_from(settings))
+                record = extract_document(doc, spec, engine, options_from(settings))
+                data: dict[str, Any] | None = record["data"]
+            except WorkerError as e:  # a failed document scores as "nothing predicted", and is counted
+                errors[e.code] = errors.get(e.code, 0) + 1
+                data, record = None, {"error": e.to_dict()}
+            if kind == "kleister":
+                pairs.append((nda_record_to_labels(data) if data else [], gold))
+            else:
+                empty = dict.fromkeys(("patient_age", "patient_sex", "chief_complaint"))
+                pairs.append((clinical_record_to_gold_shape(data) if data else empty, gold))
+            if out:
+                out.write(json.dumps({"name": name, "gold": gold, **record}, ensure_ascii=False) + "\n")
+                out.flush()
+            bar.advance(task)
+    if out:
+        out.close()
+    scores = score_kleister(pairs) if kind == "kleister" else score_aci(pairs)
+    elapsed = time.perf_counter() - started
+    print(f"documents={len(items)} failed={sum(errors.values())} errors={errors} seconds={elapsed:.0f}")
+    print_report(scores, title=f"{kind} / {spec.ref} / {engine.info.model} / {engine.info.grammar_backend}")
+
+
+@app.command("schema-check")
+def schema_check(
+    files: Annotated[list[Path], typer.Argument(help="JSONSchemaBench files, or folders of them.")],
+    backend: Annotated[str | None, typer.Option(help="Grammar backend (default: the configured one).")] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds allowed per schema.")] = 10.0,
+    report: Annotated[Path | None, typer.Option(help="Write per-schema results as JSON here.")] = None,
+) -> None:
+    """Compile each schema with the grammar backend and validate its test instances.
+
+    Last line: `compiled=N unsupported=M crashed=K accepted_invalid=J`.
+    """
+    from workers.engines.schema_check import check_schema_files
+
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    paths: list[Path] = []
+    for f in files:
+        if f.is_dir():
+            paths += sorted(f.glob("*.json"))
+        elif f.is_file():
+            paths.append(f)
+        else:
+            fail("not_found", f"no such file or folder: {f}")
+    if not paths:
+        fail("not_found", "no JSON Schema files given")
+    chosen = backend or settings.grammar_backend
+    try:
+        with progress_bar(f"schema-check ({chosen})") as bar:
+            task = bar.add_task("check", total=len(paths))
+            summary = check_schema_files(
+                paths,
+                chosen,
+                per_schema_timeout_s=timeout,
+                progress=lambda done, total: bar.update(task, completed=done),
+            )
+    except WorkerError as e:
+        fail(e.code, e.message, e.details)
+    if report:
+        report.write_text(json.dumps([vars(r) for r in summary.results], indent=1, default=str))
+    for reason, count in sorted(summary.unsupported_reasons().items(), key=lambda kv: -kv[1]):
+        print(f"unsupported[{reason}]={count}")
+    print(summary.detail_line())
+    print(summary.last_line())
 
 
 def main() -> None:

@@ -27,7 +27,9 @@ class Settings(BaseSettings):
     database_app_role: str = Field(
         default="abstractor_app", description="Postgres role that may only INSERT/SELECT the audit trail."
     )
-    blob_dir: Path | None = Field(default=None, description="Keep document bytes here; None keeps them in the DB.")
+    blob_dir: Path | None = Field(
+        default=None, description="Keep document bytes here; None keeps them in the database."
+    )
     outbox_lease_s: float = 60.0
 
     # Document limits: enforced in a child process so a hostile file can kill only that child.
@@ -41,10 +43,15 @@ class Settings(BaseSettings):
     engine: Literal["llamacpp"] = "llamacpp"
     grammar_backend: Literal["llguidance", "outlines_core", "xgrammar"] = "llguidance"
     model_path: Path | None = Field(default=None, description="A GGUF file; default: the embedded model.")
-    model_sha256: str | None = Field(default=None, description="Pinned digest of model_path; refused if it differs.")
+    model_sha256: str | None = Field(
+        default=None, description="Pinned digest of model_path; the file is refused if it differs."
+    )
     n_threads: int | None = None
     n_ctx: int = 4096
     max_new_tokens: int = 384
+    reject_ungrounded: bool = Field(
+        default=True, description="Move values not found in the source from `data` to `rejected` (flagged)."
+    )
 
     # Chunking (tokens of document text per prompt, and overlap between neighbouring chunks).
     chunk_tokens: int = 1800

@@ -36,9 +36,7 @@ _STATES_AND_CODES = (
     "Rhode_Island:RI South_Carolina:SC South_Dakota:SD Tennessee:TN Texas:TX Utah:UT Vermont:VT "
     "Virginia:VA Washington:WA West_Virginia:WV Wisconsin:WI Wyoming:WY District_of_Columbia:DC"
 )
-_STATE_CODES = {
-    code: name.replace("_", " ") for name, code in (pair.split(":") for pair in _STATES_AND_CODES.split())
-}
+_STATE_CODES = {code: name.replace("_", " ") for name, code in (pair.split(":") for pair in _STATES_AND_CODES.split())}
 US_STATES = tuple(_STATE_CODES.values())
 _STATE_ABBREVIATIONS = {
     "del": "Delaware",

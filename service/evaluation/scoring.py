@@ -91,10 +91,7 @@ def format_report(scores: Mapping[str, FieldScores], title: str | None = None) -
     lines.append(f"{'field':<{width}}  {'tp':>5} {'fp':>5} {'fn':>5}  {'P':>6} {'R':>6} {'F1':>6}")
 
     def row(name: str, s: FieldScores) -> str:
-        return (
-            f"{name:<{width}}  {s.tp:>5} {s.fp:>5} {s.fn:>5}  "
-            f"{s.precision:>6.3f} {s.recall:>6.3f} {s.f1:>6.3f}"
-        )
+        return f"{name:<{width}}  {s.tp:>5} {s.fp:>5} {s.fn:>5}  {s.precision:>6.3f} {s.recall:>6.3f} {s.f1:>6.3f}"
 
     lines += [row(name, s) for name, s in sorted(scores.items())]
     total = micro(scores)
@@ -103,9 +100,7 @@ def format_report(scores: Mapping[str, FieldScores], title: str | None = None) -
     return lines
 
 
-def print_report(
-    scores: Mapping[str, FieldScores], title: str | None = None, file: TextIO | None = None
-) -> list[str]:
+def print_report(scores: Mapping[str, FieldScores], title: str | None = None, file: TextIO | None = None) -> list[str]:
     """Print `format_report` (to stdout unless `file` is given) and return its lines."""
     lines = format_report(scores, title)
     out = file if file is not None else sys.stdout

@@ -152,9 +152,7 @@ def _lock_chain(session: Session) -> None:
 
 def chain_head(session: Session) -> ChainAnchor | None:
     """The newest event's (seq, hash): export it now and then, and pass it back to `verify_chain`."""
-    row = session.execute(
-        select(AuditEvent.seq, AuditEvent.hash).order_by(AuditEvent.seq.desc()).limit(1)
-    ).first()
+    row = session.execute(select(AuditEvent.seq, AuditEvent.hash).order_by(AuditEvent.seq.desc()).limit(1)).first()
     return None if row is None else ChainAnchor(seq=row.seq, hash=row.hash)
 
 
@@ -224,9 +222,7 @@ def list_events(
     return list(session.scalars(query.order_by(AuditEvent.seq).limit(limit)))
 
 
-def verify_chain(
-    session: Session, *, anchor: ChainAnchor | None = None, batch_size: int = 1000
-) -> VerifyReport:
+def verify_chain(session: Session, *, anchor: ChainAnchor | None = None, batch_size: int = 1000) -> VerifyReport:
     """Walk the chain in seq order; report the first edited, missing or reordered event."""
     columns = AuditEvent.__table__.c
     rows = session.execute(

@@ -120,9 +120,7 @@ def find_api_key(session: Session, plaintext: str) -> ApiKey | None:
     prefix = keys.key_prefix(plaintext)
     row = None
     if prefix is not None:
-        row = session.scalars(
-            select(ApiKey).where(ApiKey.prefix == prefix, ApiKey.revoked_at.is_(None))
-        ).one_or_none()
+        row = session.scalars(select(ApiKey).where(ApiKey.prefix == prefix, ApiKey.revoked_at.is_(None))).one_or_none()
     matches = keys.key_matches(plaintext, row.key_hash if row is not None else _DUMMY_HASH)
     return row if row is not None and matches else None
 
@@ -211,9 +209,7 @@ def read_document_bytes(session: Session, document: Document, *, blob_dir: Path 
 # --- user schemas ------------------------------------------------------------------------------------
 
 
-def get_user_schema(
-    session: Session, tenant_id: uuid.UUID, name: str, version: int | None = None
-) -> UserSchema | None:
+def get_user_schema(session: Session, tenant_id: uuid.UUID, name: str, version: int | None = None) -> UserSchema | None:
     """A tenant's schema by name and version (latest when `version` is None)."""
     query = select(UserSchema).where(UserSchema.tenant_id == tenant_id, UserSchema.name == name)
     if version is not None:
@@ -239,9 +235,7 @@ def register_user_schema(
     if latest is not None and latest.json_schema == dict(json_schema):
         return latest, False
     version = 1 if latest is None else latest.version + 1
-    row = UserSchema(
-        id=uuid.uuid4(), tenant_id=tenant_id, name=name, version=version, json_schema=dict(json_schema)
-    )
+    row = UserSchema(id=uuid.uuid4(), tenant_id=tenant_id, name=name, version=version, json_schema=dict(json_schema))
     try:
         with session.begin_nested():
             session.add(row)
@@ -339,8 +333,7 @@ def create_job(
     if get_document(session, tenant_id, document_id) is None:
         raise BadInputStoreError(f"unknown document {document_id}", code="unknown_document")
     if user_schema is not None and (
-        user_schema.tenant_id != tenant_id
-        or (user_schema.name, user_schema.version) != (schema_name, schema_version)
+        user_schema.tenant_id != tenant_id or (user_schema.name, user_schema.version) != (schema_name, schema_version)
     ):
         raise BadInputStoreError("user schema does not match the job's tenant, name and version")
     key = (tenant_id, document_id, schema_name, schema_version, model)
@@ -454,9 +447,7 @@ def save_result(
 def get_result(session: Session, tenant_id: uuid.UUID, job_id: uuid.UUID) -> Result | None:
     """A job's result, scoped to the tenant that owns the job."""
     return session.scalars(
-        select(Result)
-        .join(Job, Job.id == Result.job_id)
-        .where(Result.job_id == job_id, Job.tenant_id == tenant_id)
+        select(Result).join(Job, Job.id == Result.job_id).where(Result.job_id == job_id, Job.tenant_id == tenant_id)
     ).one_or_none()
 
 
@@ -506,9 +497,7 @@ def claim_outbox(
         .values(claimed_until=now + lease, attempts=OutboxMessage.attempts + 1)
     )
     _update(session, statement, OutboxMessage, ids)
-    return list(
-        session.scalars(select(OutboxMessage).where(OutboxMessage.id.in_(ids)).order_by(OutboxMessage.id))
-    )
+    return list(session.scalars(select(OutboxMessage).where(OutboxMessage.id.in_(ids)).order_by(OutboxMessage.id)))
 
 
 def mark_outbox_sent(session: Session, message_ids: Sequence[int], *, now: dt.datetime | None = None) -> int:
@@ -537,6 +526,5 @@ def release_outbox(session: Session, message_ids: Sequence[int]) -> None:
 def count_unsent_outbox(session: Session) -> int:
     """Messages not yet published (a gauge for the relay's health)."""
     return int(
-        session.scalar(select(func.count()).select_from(OutboxMessage).where(OutboxMessage.sent_at.is_(None)))
-        or 0
+        session.scalar(select(func.count()).select_from(OutboxMessage).where(OutboxMessage.sent_at.is_(None))) or 0
     )

@@ -40,9 +40,7 @@ def app_role_name(explicit: str | None = None) -> str:
     """The application role's name, checked, because it is spliced into DDL (GRANT cannot bind it)."""
     name = explicit or os.environ.get(APP_ROLE_ENV) or DEFAULT_APP_ROLE
     if not _ROLE_NAME.fullmatch(name):
-        raise StoreConfigError(
-            f"database app role must match {_ROLE_NAME.pattern}: {name!r}", code="bad_app_role"
-        )
+        raise StoreConfigError(f"database app role must match {_ROLE_NAME.pattern}: {name!r}", code="bad_app_role")
     return name
 
 

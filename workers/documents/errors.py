@@ -18,6 +18,7 @@ DocumentErrorCode = Literal[
     "unsupported_media_type",
     "empty_document",
     "parser_crashed",
+    "no_text",
 ]
 
 DOCUMENT_ERROR_CODES: Final[frozenset[str]] = frozenset(get_args(DocumentErrorCode))
@@ -32,6 +33,7 @@ _DEFAULT_MESSAGES: Final[dict[str, str]] = {
     ),
     "empty_document": "The document is empty.",
     "parser_crashed": "The document parser crashed while reading this file.",
+    "no_text": "The document has no extractable text (scanned pages need OCR).",
 }
 
 

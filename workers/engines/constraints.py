@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import copy
 import json
-from typing import Any, Literal
+from typing import Any
 
+from workers.engines.grammar import GRAMMAR_BACKENDS as COMPILE_BACKENDS
+from workers.engines.grammar import OUTLINES_CORE_WHITESPACE, llguidance_grammar
 from workers.errors import ConfigError
 
-GrammarBackend = Literal["llguidance", "outlines_core", "xgrammar", "none"]
-GRAMMAR_BACKENDS: tuple[str, ...] = ("llguidance", "outlines_core", "xgrammar", "none")
-
-# Free whitespace lets a small model pad JSON with newlines forever; vLLM's `disable_any_whitespace` does
-# the same job. llguidance reads this from the schema itself; outlines-core takes a whitespace pattern.
-_COMPACT_LLGUIDANCE = {"whitespace_flexible": False}
-OUTLINES_CORE_WHITESPACE = r"[ ]?"
+GRAMMAR_BACKENDS: tuple[str, ...] = (*COMPILE_BACKENDS, "none")
+"""The compile backends plus "none" (unconstrained decoding, for benchmarks only)."""
 
 
 def generation_schema(schema: dict[str, Any]) -> dict[str, Any]:
@@ -40,15 +37,6 @@ def generation_schema(schema: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def schema_for_backend(schema: dict[str, Any], backend: str) -> str:
-    """JSON text of the schema with the backend's compact-whitespace switch applied."""
-    if backend == "llguidance":
-        tuned = dict(schema)
-        tuned["x-guidance"] = {**_COMPACT_LLGUIDANCE, **tuned.get("x-guidance", {})}
-        return json.dumps(tuned)
-    return json.dumps(schema)
-
-
 def make_outlines_backend(backend: str, outlines_model: Any) -> Any:
     """Build (once per engine) the outlines backend object that turns schemas into logits processors."""
     try:
@@ -70,8 +58,15 @@ def make_outlines_backend(backend: str, outlines_model: Any) -> Any:
 
 
 def logits_processor_for(backend_name: str, backend: Any, schema: dict[str, Any]) -> Any:
-    """A fresh, stateful logits processor for one generation constrained to `schema`."""
-    text = schema_for_backend(schema, backend_name)
+    """A fresh, stateful logits processor for one generation constrained to `schema`.
+
+    The grammar is built exactly as `schema-check` and schema registration build it (compact
+    whitespace, fixed separators, no lenient fallbacks), so what was accepted is what is enforced.
+    """
+    if backend_name == "llguidance":
+        from outlines.backends.llguidance import LLGuidanceLogitsProcessor
+
+        return LLGuidanceLogitsProcessor(llguidance_grammar(schema), backend.llg_tokenizer, backend.tensor_library_name)
     if backend_name == "outlines_core":
-        return backend.get_json_schema_logits_processor(text, OUTLINES_CORE_WHITESPACE)
-    return backend.get_json_schema_logits_processor(text)
+        return backend.get_json_schema_logits_processor(json.dumps(schema), OUTLINES_CORE_WHITESPACE)
+    return backend.get_json_schema_logits_processor(json.dumps(schema))

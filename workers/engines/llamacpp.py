@@ -7,6 +7,7 @@ applied through outlines' processors keeps nearly the unconstrained speed.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Sequence
@@ -70,8 +71,16 @@ class LlamaCppEngine:
             digest = verify_model_file(path, model_sha256)
             name = path.stem
         started = time.perf_counter()
+        # llama-cpp-python decodes on half the cores by default; a worker owns its machine, so use all.
+        threads = n_threads or os.cpu_count() or 1
         self._llm = Llama(
-            model_path=str(path), n_ctx=n_ctx, n_threads=n_threads, seed=seed, verbose=False, logits_all=False
+            model_path=str(path),
+            n_ctx=n_ctx,
+            n_threads=threads,
+            n_threads_batch=threads,
+            seed=seed,
+            verbose=False,
+            logits_all=False,
         )
         self._lock = threading.Lock()
         self._grammar_backend_name = grammar_backend
@@ -82,7 +91,7 @@ class LlamaCppEngine:
             model=name,
             model_sha256=digest,
             grammar_backend=grammar_backend,
-            extra={"n_ctx": n_ctx},
+            extra={"n_ctx": n_ctx, "n_threads": threads},
         )
         log.info("engine loaded", extra={"model": name, "seconds": round(time.perf_counter() - started, 2)})
 
@@ -117,8 +126,9 @@ class LlamaCppEngine:
             started = time.perf_counter()
             processor = self._processor(request.json_schema)
             compiled = time.perf_counter()
+            messages: Any = [{"role": m.role, "content": m.content} for m in request.messages]
             out: Any = self._llm.create_chat_completion(
-                messages=[{"role": m.role, "content": m.content} for m in request.messages],
+                messages=messages,
                 max_tokens=request.max_tokens,
                 temperature=0.0,
                 logits_processor=LogitsProcessorList([processor]) if processor else None,

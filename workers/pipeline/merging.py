@@ -99,7 +99,8 @@ class _Merger:
                 label = _first_string(value)
                 level = max(self.level(label, m.spans) for m in members) if label is not None else 0
             else:
-                top = self.scalar(members)
+                # Among spellings of one item, the best grounded and then the most complete one wins.
+                top = max(members, key=lambda m: (self.level(m.value, m.spans), len(str(m.value)), -m.chunk))
                 value, level = top.value, self.level(top.value, top.spans)
             merged.append((value, (level, len({m.chunk for m in members}), -order)))
         if limit is not None and len(merged) > limit:
@@ -123,12 +124,25 @@ def _first_string(item: dict[str, Any]) -> str | None:
     return next((v for v in item.values() if isinstance(v, str) and v.strip()), None)
 
 
+# Trailing legal-form words do not make two names different entities ("Kite Pharma", "KITE PHARMA, INC.").
+_LEGAL_FORMS = frozenset(
+    "inc incorporated llc ltd limited corp corporation co company lp llp plc sa ag gmbh nv bv".split()
+)
+
+
+def _name_key(value: str) -> str:
+    words = (normalize_text(value) or value.strip().lower()).split()
+    while len(words) > 1 and words[-1] in _LEGAL_FORMS:
+        words.pop()
+    return "s:" + " ".join(words)
+
+
 def _item_key(item: Any) -> str:
     """List items are the same when their keys match: an object's key is its first text field (e.g. name)."""
     if isinstance(item, dict):
         label = _first_string(item)
-        return _key(label) if label is not None else _key(item)
-    return _key(item)
+        return _name_key(label) if label is not None else _key(item)
+    return _name_key(item) if isinstance(item, str) else _key(item)
 
 
 def _find_model(annotation: Any) -> type[BaseModel] | None:

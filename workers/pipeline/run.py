@@ -14,9 +14,10 @@ from workers.documents.model import Document
 from workers.engines.constraints import generation_schema
 from workers.engines.protocol import Engine, GenerationRequest, GenerationResult, Message
 from workers.pipeline.chunking import Chunk, chunk_document
-from workers.pipeline.grounding import ground_record
+from workers.pipeline.grounding import NOT_FOUND, ground_record
 from workers.pipeline.merging import merge_records
 from workers.pipeline.prompting import build_messages
+from workers.pipeline.screening import screen_ungrounded
 from workers.pipeline.validation import OutputError, validate_output
 
 ProgressFn = Callable[[int, int], None]
@@ -42,6 +43,7 @@ class PipelineOptions:
     chunk_tokens: int = 1800
     overlap_tokens: int = 150
     retry_factor: int = 2
+    reject_ungrounded: bool = True
 
 
 @dataclass
@@ -73,7 +75,11 @@ def _chunk_budget(engine: Engine, prefix: tuple[Message, ...], options: Pipeline
 
 
 def _generate_validated(
-    engine: Engine, requests: list[GenerationRequest], model: type[BaseModel], options: PipelineOptions, usage: _Usage
+    engine: Engine,
+    requests: list[GenerationRequest],
+    model: type[BaseModel],
+    options: PipelineOptions,
+    usage: _Usage,
 ) -> list[dict[str, Any]]:
     """Generate all chunks, then retry the failed ones once with a bigger budget; fail if any still fails."""
     results = engine.generate(requests)
@@ -112,14 +118,14 @@ def extract_document(
     options: PipelineOptions = PipelineOptions(),
     progress: ProgressFn | None = None,
 ) -> dict[str, Any]:
-    """A validated, grounded record: `{document, schema, data, evidence, flags, model, timings}`."""
+    """A validated, grounded record: `{document, schema, data, evidence, flags, rejected, model, timings}`.
+
+    With `reject_ungrounded` (the default) a value found nowhere in the source moves from `data` to
+    `rejected`; either way it carries a `not_found_in_source` flag.
+    """
     started = time.perf_counter()
     if not doc.text.strip():
-        raise DocumentError(
-            "the document has no extractable text (scanned pages need OCR)",
-            code="no_text",
-            details={"pages_without_text": list(doc.pages_without_text)},
-        )
+        raise DocumentError("no_text", details={"pages_without_text": list(doc.pages_without_text)})
     json_schema = schema.json_schema()
     title = str(json_schema.get("title") or schema.ref)
     example_doc = getattr(schema, "example_document", None)
@@ -146,14 +152,24 @@ def extract_document(
     for lo in range(0, len(requests), step):
         batch = requests[lo : lo + step]
         for record, chunk in zip(
-            _generate_validated(engine, batch, schema.model, options, usage), chunks[lo : lo + step], strict=True
+            _generate_validated(engine, batch, schema.model, options, usage),
+            chunks[lo : lo + step],
+            strict=True,
         ):
             parts.append((record, [(chunk.start, chunk.end)]))
         if progress:
             progress(min(lo + step, len(requests)), len(requests))
     generated = time.perf_counter()
-    data = merge_records(parts, schema.model, doc)
-    evidence, flags = ground_record(data, doc)
+    merged = merge_records(parts, schema.model, doc)
+    evidence, flags = ground_record(merged, doc)
+    rejected: dict[str, Any] = {}
+    data = merged
+    if options.reject_ungrounded:
+        missing = [f.path for f in flags if f.code == NOT_FOUND]
+        if missing:
+            data, rejected = screen_ungrounded(merged, missing, schema.model)
+            evidence, kept_flags = ground_record(data, doc)
+            flags = [f for f in flags if f.code == NOT_FOUND] + kept_flags
     finished = time.perf_counter()
     return {
         "document": {
@@ -169,6 +185,7 @@ def extract_document(
         "data": data,
         "evidence": {path: [e.to_dict() for e in items] for path, items in evidence.items()},
         "flags": [{"path": f.path, "code": f.code, "message": f.message} for f in flags],
+        "rejected": rejected,
         "model": engine.info.to_dict(),
         "timings": {
             "chunk_s": round(chunked - started, 3),

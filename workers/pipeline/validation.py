@@ -22,19 +22,17 @@ def validate_output(result: GenerationResult, model: type[BaseModel]) -> dict[st
     if result.finish_reason == "error":
         raise OutputError(f"generation failed: {result.error}", code="generation_error")
     if result.finish_reason == "length":
-        raise OutputError(
-            f"output truncated at {result.completion_tokens} tokens", code="output_truncated"
-        )
+        raise OutputError(f"output truncated at {result.completion_tokens} tokens", code="output_truncated")
     try:
         payload = json.loads(result.text)
     except json.JSONDecodeError as e:
-        raise OutputError(f"output is not JSON (line {e.lineno}, column {e.colno})", code="invalid_json") from e
+        raise OutputError(
+            f"output is not JSON (line {e.lineno}, column {e.colno})", code="invalid_json"
+        ) from e
     try:
         record = model.model_validate(payload)
     except ValidationError as e:
         where = sorted({".".join(str(p) for p in err["loc"]) or "<root>" for err in e.errors()})
-        raise OutputError(
-            f"output fails the schema at: {', '.join(where)}", code="validation_failed"
-        ) from e
+        raise OutputError(f"output fails the schema at: {', '.join(where)}", code="validation_failed") from e
     data: dict[str, Any] = record.model_dump(mode="json")
     return data

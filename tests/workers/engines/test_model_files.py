@@ -6,7 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from workers.engines.model_files import QWEN25_CODER_05B, ensure_embedded_model, sha256_file, verify_model_file
+from workers.engines.model_files import (
+    QWEN25_CODER_05B,
+    ensure_embedded_model,
+    sha256_file,
+    verify_model_file,
+)
 from workers.errors import ConfigError
 
 

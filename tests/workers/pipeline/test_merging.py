@@ -129,3 +129,12 @@ def test_objects_merge_by_name_and_fill_missing_fields() -> None:
     ]
     assert merged["vitals"]["blood_pressure"] == "130/85" and merged["vitals"]["heart_rate"] == "72"
     assert merged["follow_up"] == "in 2 weeks"
+
+
+def test_a_name_with_and_without_its_legal_form_is_one_party_and_the_complete_one_wins() -> None:
+    doc = make_doc("This Agreement is between Kite Pharma and Gilead. KITE PHARMA, INC. By: its officer.")
+    parts = [
+        (nda(parties=["Kite Pharma", "Gilead"]), [(0, len(doc.text))]),
+        (nda(parties=["KITE PHARMA, INC."]), [(0, len(doc.text))]),
+    ]
+    assert merge_records(parts, NDA, doc)["parties"] == ["KITE PHARMA, INC.", "Gilead"]

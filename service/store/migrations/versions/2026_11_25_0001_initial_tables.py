@@ -105,9 +105,7 @@ def upgrade() -> None:
             ["tenant_id"], ["tenants.id"], name=op.f("fk_user_schemas_tenant_id_tenants"), ondelete="CASCADE"
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_user_schemas")),
-        sa.UniqueConstraint(
-            "tenant_id", "name", "version", name=op.f("uq_user_schemas_tenant_id_name_version")
-        ),
+        sa.UniqueConstraint("tenant_id", "name", "version", name=op.f("uq_user_schemas_tenant_id_name_version")),
     )
     op.create_table(
         "jobs",
@@ -154,17 +152,13 @@ def upgrade() -> None:
         sa.Column("evidence", JSON_T, nullable=True),
         sa.Column("flags", JSON_T, nullable=True),
         _created_at(),
-        sa.ForeignKeyConstraint(
-            ["job_id"], ["jobs.id"], name=op.f("fk_results_job_id_jobs"), ondelete="CASCADE"
-        ),
+        sa.ForeignKeyConstraint(["job_id"], ["jobs.id"], name=op.f("fk_results_job_id_jobs"), ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_results")),
         sa.UniqueConstraint("job_id", name=op.f("uq_results_job_id")),
     )
     op.create_table(
         "outbox",
-        sa.Column(
-            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
-        ),
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
         sa.Column("job_id", sa.Uuid(), nullable=False),
         sa.Column("topic", sa.String(100), nullable=False),
         sa.Column("payload", JSON_T, nullable=False),
@@ -172,9 +166,7 @@ def upgrade() -> None:
         sa.Column("claimed_until", TS, nullable=True),
         _created_at(),
         sa.Column("sent_at", TS, nullable=True),
-        sa.ForeignKeyConstraint(
-            ["job_id"], ["jobs.id"], name=op.f("fk_outbox_job_id_jobs"), ondelete="CASCADE"
-        ),
+        sa.ForeignKeyConstraint(["job_id"], ["jobs.id"], name=op.f("fk_outbox_job_id_jobs"), ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_outbox")),
     )
     op.create_index(op.f("ix_outbox_job_id"), "outbox", ["job_id"])
@@ -200,9 +192,7 @@ def upgrade() -> None:
         sa.Column("details", JSON_T, nullable=True),
         sa.Column("prev_hash", sa.String(64), nullable=False),
         sa.Column("hash", sa.String(64), nullable=False),
-        sa.CheckConstraint(
-            "outcome IN ('success', 'failure', 'denied')", name=op.f("ck_audit_events_outcome")
-        ),
+        sa.CheckConstraint("outcome IN ('success', 'failure', 'denied')", name=op.f("ck_audit_events_outcome")),
         sa.PrimaryKeyConstraint("seq", name=op.f("pk_audit_events")),
         sa.UniqueConstraint("hash", name=op.f("uq_audit_events_hash")),
     )

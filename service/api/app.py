@@ -1,0 +1,81 @@
+"""`create_app`: the FastAPI application, wired from settings (or from parts, in tests)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.api import usecases
+from service.api.context import ApiContext, Background
+from service.api.errors import install_error_handlers
+from service.api.observability import Metrics, RequestContextMiddleware, quiet_content_loggers
+from service.api.routers import admin, documents, extractions, health, schemas
+from service.api.settings import api_settings, model_ref
+from service.config import Settings
+from service.store.session import make_engine, make_session_factory
+
+log = logging.getLogger(__name__)
+
+API_VERSION = "1.0.0"
+
+
+def create_app(
+    settings: Settings,
+    *,
+    session_factory: sessionmaker[Session] | None = None,
+    background: Background | None = None,
+    model: tuple[str, str] | None = None,
+) -> FastAPI:
+    """The API over `settings.database_url` (migrated beforehand: the app never creates tables).
+
+    `background` is the embedded worker, started and stopped with the app; `model` overrides the
+    (model, backend) pair that jobs are keyed by, for an injected engine.
+    """
+    config = api_settings(settings)
+    quiet_content_loggers()
+    owns_engine = session_factory is None
+    if session_factory is None:
+        # hide_parameters: even if someone turns SQL logging on, parameters (document bytes) stay out.
+        session_factory = make_session_factory(make_engine(config.database_url, hide_parameters=True))
+    model_name, backend = model or model_ref(config)
+    ctx = ApiContext(
+        settings=config,
+        session_factory=session_factory,
+        metrics=Metrics(),
+        model=model_name,
+        backend=backend,
+        tmp_dir=config.data_dir / "tmp" / "uploads",
+        background=background,
+    )
+    ctx.metrics.watch_job_counts(lambda: usecases.job_counts(ctx))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if background is not None:
+            background.start()
+        try:
+            yield
+        finally:
+            if background is not None:
+                background.stop()
+            if owns_engine and session_factory is not None:
+                bind = session_factory.kw.get("bind")
+                if bind is not None:
+                    bind.dispose()
+
+    app = FastAPI(
+        title="Abstractor",
+        version=API_VERSION,
+        description="Validated, source-grounded records from clinical notes, contracts and PDFs.",
+        lifespan=lifespan,
+    )
+    app.state.ctx = ctx
+    install_error_handlers(app)
+    app.add_middleware(RequestContextMiddleware, metrics=ctx.metrics)
+    for router in (documents.router, extractions.router, schemas.router, admin.router, health.router):
+        app.include_router(router)
+    return app

@@ -1,0 +1,77 @@
+"""Request-scoped dependencies: the app context, the request id, and who is calling."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import Depends, Request, Security
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+
+from service.api import usecases
+from service.api.context import Actor, ApiContext
+from service.api.models import ErrorResponse
+from service.api.observability import request_id_var
+
+api_key_bearer = HTTPBearer(
+    auto_error=False, scheme_name="ApiKeyBearer", description="A tenant API key: `Authorization: Bearer <key>`."
+)
+api_key_header = APIKeyHeader(
+    name="X-API-Key", auto_error=False, scheme_name="ApiKeyHeader", description="A tenant API key."
+)
+admin_bearer = HTTPBearer(
+    auto_error=False, scheme_name="AdminToken", description="The admin token from `ABSTRACTOR_ADMIN_TOKEN`."
+)
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {"model": ErrorResponse, "description": description}
+
+
+# Declared on every route, so the OpenAPI document (and schemathesis) knows each failure's shape.
+COMMON_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: _error("Missing or unknown credentials."),
+    422: _error("The request does not match the API schema, or cannot be acted on."),
+    500: _error("Internal error (never carries request content)."),
+    503: _error("The store is busy or unreachable; retry."),
+}
+NOT_FOUND = {404: _error("Unknown id, or another tenant's id (indistinguishable).")}
+
+
+def get_ctx(request: Request) -> ApiContext:
+    """The app's shared context."""
+    ctx: ApiContext = request.app.state.ctx
+    return ctx
+
+
+def get_request_id() -> str:
+    """This request's id (set by the middleware from X-Request-ID or freshly made)."""
+    return request_id_var.get() or uuid.uuid4().hex
+
+
+Ctx = Annotated[ApiContext, Depends(get_ctx)]
+RequestId = Annotated[str, Depends(get_request_id)]
+
+
+def tenant_caller(
+    ctx: Ctx,
+    request_id: RequestId,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Security(api_key_bearer)],
+    header: Annotated[str | None, Security(api_key_header)],
+) -> Actor:
+    """The tenant whose key came with the request (X-API-Key wins over Authorization)."""
+    presented = header or (bearer.credentials if bearer is not None else None)
+    return usecases.authenticate(ctx, presented, request_id)
+
+
+def admin_caller(
+    ctx: Ctx,
+    request_id: RequestId,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Security(admin_bearer)],
+) -> Actor:
+    """The admin, when the admin token came with the request."""
+    return usecases.authenticate_admin(ctx, bearer.credentials if bearer is not None else None, request_id)
+
+
+Tenant = Annotated[Actor, Depends(tenant_caller)]
+Admin = Annotated[Actor, Depends(admin_caller)]

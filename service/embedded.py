@@ -1,0 +1,204 @@
+"""`abstractor serve`: the API and an in-process worker over one SQLite file, no other server needed.
+
+The worker is a background thread that claims outbox rows (the same rows the Celery relay would
+publish), runs each job with `workers.job_runner.run_job`, then marks the row sent. The API wakes it
+when it queues a job, so a newcomer's curl session does not wait for a poll. The model is loaded on
+the first job, not at start-up, so the API answers at once; tests inject a small engine instead.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+import time
+import uuid
+
+import uvicorn
+from fastapi import FastAPI
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.api import create_app
+from service.api.observability import Metrics, configure_api_logging, job_id_var
+from service.api.settings import ApiSettings, api_settings, model_ref
+from service.config import Settings
+from service.store import repositories as repo
+from service.store.session import make_engine, make_session_factory, run_migrations
+from workers.documents.model import LimitsSpec
+from workers.engines.factory import build_engine
+from workers.engines.protocol import Engine
+from workers.job_runner import run_job
+from workers.pipeline.run import PipelineOptions
+
+log = logging.getLogger(__name__)
+
+MAX_DELIVERIES = 5
+"""An outbox row whose delivery kept crashing the runner is given up after this many claims."""
+
+
+def limits_from(settings: Settings) -> LimitsSpec:
+    """Document limits from the one Settings class."""
+    return LimitsSpec(
+        max_bytes=settings.max_document_bytes,
+        max_pages=settings.max_pages,
+        max_chars=settings.max_chars,
+        timeout_s=settings.parse_timeout_s,
+        memory_mb=settings.parse_memory_mb,
+    )
+
+
+def options_from(settings: Settings) -> PipelineOptions:
+    """Pipeline budgets from the one Settings class."""
+    return PipelineOptions(
+        max_new_tokens=settings.max_new_tokens,
+        chunk_tokens=settings.chunk_tokens,
+        overlap_tokens=settings.chunk_overlap_tokens,
+    )
+
+
+class EmbeddedWorker:
+    """A daemon thread running queued jobs one at a time (one model, one CPU budget)."""
+
+    def __init__(
+        self,
+        session_factory: sessionmaker[Session],
+        settings: Settings,
+        *,
+        engine: Engine | None = None,
+        metrics: Metrics | None = None,
+        poll_s: float = 1.0,
+    ) -> None:
+        self._factory = session_factory
+        self._settings = settings
+        self._engine = engine
+        self._engine_lock = threading.Lock()
+        self.metrics = metrics
+        self._poll_s = poll_s
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def engine(self) -> Engine:
+        """The injected engine, or the configured one, built on first use (loading takes seconds)."""
+        with self._engine_lock:
+            if self._engine is None:
+                s = self._settings
+                log.info("loading engine", extra={"engine": s.engine, "grammar_backend": s.grammar_backend})
+                self._engine = build_engine(
+                    s.engine,
+                    grammar_backend=s.grammar_backend,
+                    model_path=s.model_path,
+                    model_sha256=s.model_sha256,
+                    cache_dir=s.data_dir / "models",
+                    n_ctx=s.n_ctx,
+                    n_threads=s.n_threads,
+                )
+            return self._engine
+
+    def start(self) -> None:
+        """Start the thread (idempotent)."""
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name="abstractor-worker", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Ask the thread to stop after its current job and wait for it."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def wake(self) -> None:
+        """Look for work now."""
+        self._wake.set()
+
+    def alive(self) -> bool:
+        """Whether the thread runs."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                worked = self.run_once()
+            except Exception as e:  # noqa: BLE001 - the thread must outlive a store outage
+                log.error("worker iteration failed", extra={"exc_type": type(e).__name__})
+                worked = False
+            if not worked:
+                self._wake.wait(self._poll_s)
+                self._wake.clear()
+
+    def run_once(self) -> bool:
+        """Claim one outbox message and run its job; False when there was nothing to do."""
+        lease = dt.timedelta(seconds=self._settings.outbox_lease_s)
+        with self._factory.begin() as session:
+            claimed = repo.claim_outbox(session, limit=1, lease=lease)
+            messages = [(m.id, m.job_id, m.attempts) for m in claimed]
+        if not messages:
+            return False
+        for message_id, job_id, deliveries in messages:
+            if deliveries > MAX_DELIVERIES:
+                log.error("outbox message given up", extra={"job_id": str(job_id), "deliveries": deliveries})
+            else:
+                try:
+                    self._run(job_id)
+                except Exception:
+                    with self._factory.begin() as session:
+                        repo.release_outbox(session, [message_id])
+                    raise
+            with self._factory.begin() as session:
+                repo.mark_outbox_sent(session, [message_id])
+        return True
+
+    def _run(self, job_id: uuid.UUID) -> None:
+        token = job_id_var.set(str(job_id))
+        started = time.perf_counter()
+        try:
+            run_job(
+                self._factory,
+                job_id,
+                self.engine,
+                options_from(self._settings),
+                limits_from(self._settings),
+                blob_dir=self._settings.blob_dir,
+            )
+        finally:
+            job_id_var.reset(token)
+        if self.metrics is not None:
+            with self._factory() as session:
+                job = repo.load_job(session, job_id)
+                status = job.status.value if job is not None else "unknown"
+            self.metrics.jobs_finished.labels(status).inc()
+            self.metrics.job_duration.labels(status).observe(time.perf_counter() - started)
+
+
+def build_embedded_app(
+    settings: Settings,
+    *,
+    engine: Engine | None = None,
+    session_factory: sessionmaker[Session] | None = None,
+    poll_s: float = 1.0,
+) -> FastAPI:
+    """The API with an embedded worker over `settings.database_url` (migrated beforehand)."""
+    config: ApiSettings = api_settings(settings)
+    if session_factory is None:
+        session_factory = make_session_factory(make_engine(config.database_url, hide_parameters=True))
+    worker = EmbeddedWorker(session_factory, config, engine=engine, poll_s=poll_s)
+    if engine is not None:
+        model = (engine.info.model, f"{engine.info.engine}+{engine.info.grammar_backend}")
+    else:
+        model = model_ref(config)
+    app = create_app(config, session_factory=session_factory, background=worker, model=model)
+    worker.metrics = app.state.ctx.metrics
+    return app
+
+
+def serve(host: str, port: int, settings: Settings, *, engine: Engine | None = None) -> None:
+    """Migrate the database, then serve the API and run jobs in-process until interrupted."""
+    configure_api_logging(settings.log_level)
+    run_migrations(settings.database_url, app_role=settings.database_app_role)
+    app = build_embedded_app(settings, engine=engine)
+    log.info("serving", extra={"host": host, "port": port})
+    # log_config=None keeps our JSON logging; our middleware writes the access log (with request ids).
+    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)

@@ -1,0 +1,1 @@
+"""Helpers shared by test packages: a deterministic engine and real servers on loopback ports."""
