@@ -21,7 +21,9 @@ class Contract(BaseModel):
 
     model_config = ConfigDict(extra="forbid", title="contract")
 
-    parties: list[ContractParty] = Field(default_factory=list, max_length=8)
+    parties: list[ContractParty] = Field(
+        default_factory=list, max_length=8, json_schema_extra={"x-merge": "first"}
+    )  # defined once, in the preamble
     effective_date: IsoDate | None = Field(default=None, description="Date the contract takes effect.")
     term: ShortText | None = Field(default=None, description="Duration as written, e.g. '2 years'.")
     governing_law: ShortText | None = Field(default=None, description="Governing law, e.g. 'Delaware'.")

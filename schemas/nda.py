@@ -15,6 +15,8 @@ class NDA(BaseModel):
     parties: list[ShortText] = Field(
         default_factory=list,
         max_length=8,
+        # Parties are defined once, in the preamble: later chunks only add signatories and defined terms.
+        json_schema_extra={"x-merge": "first"},
         description=(
             "The companies or people who make the agreement, named as in its opening paragraph;"
             " not signatories' titles, addresses or section headings."

@@ -1,10 +1,11 @@
-"""The `abstractor` command: extract one document, evaluate against gold labels, check JSON Schemas."""
+"""The `abstractor` command: extract, evaluate, check JSON Schemas, serve the REST API, migrate the store."""
 
 from __future__ import annotations
 
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -13,14 +14,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from schemas.errors import SchemaError
 from schemas.registry import SchemaSpec, get_schema
-from service.config import Settings, get_settings
+from service.config import get_settings
 from service.logs import configure_logging
+from service.runtime import engine_from, limits_from, options_from
 from workers.documents import read_document
-from workers.documents.model import LimitsSpec
-from workers.engines.factory import build_engine
-from workers.engines.protocol import Engine
 from workers.errors import WorkerError
-from workers.pipeline.run import PipelineOptions, extract_document
+from workers.pipeline.run import extract_document
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 
@@ -39,40 +38,6 @@ def fail(code: str, message: str, details: dict[str, Any] | None = None) -> NoRe
         error["details"] = details
     sys.stderr.write(json.dumps({"error": error}) + "\n")
     raise typer.Exit(EXIT_FAILURE)
-
-
-def limits_from(settings: Settings) -> LimitsSpec:
-    """Document limits from the one Settings class."""
-    return LimitsSpec(
-        max_bytes=settings.max_document_bytes,
-        max_pages=settings.max_pages,
-        max_chars=settings.max_chars,
-        timeout_s=settings.parse_timeout_s,
-        memory_mb=settings.parse_memory_mb,
-    )
-
-
-def options_from(settings: Settings) -> PipelineOptions:
-    """Pipeline budgets from the one Settings class."""
-    return PipelineOptions(
-        max_new_tokens=settings.max_new_tokens,
-        chunk_tokens=settings.chunk_tokens,
-        overlap_tokens=settings.chunk_overlap_tokens,
-        reject_ungrounded=settings.reject_ungrounded,
-    )
-
-
-def engine_from(settings: Settings) -> Engine:
-    """The configured engine (loading a model takes a few seconds)."""
-    return build_engine(
-        settings.engine,
-        grammar_backend=settings.grammar_backend,
-        model_path=settings.model_path,
-        model_sha256=settings.model_sha256,
-        cache_dir=settings.data_dir / "models",
-        n_ctx=settings.n_ctx,
-        n_threads=settings.n_threads,
-    )
 
 
 def progress_bar(label: str) -> Progress:
@@ -183,7 +148,8 @@ def evaluate(
         for name, source, gold in items:
             try:
                 doc = read_document(source, limits=limits_from(settings))
-                record = extract_document(doc, spec, engine, options_from(settings))
+                options = replace(options_from(settings), keep_chunk_records=predictions is not None)
+                record = extract_document(doc, spec, engine, options)
                 data: dict[str, Any] | None = record["data"]
             except WorkerError as e:  # a failed document scores as "nothing predicted", and is counted
                 errors[e.code] = errors.get(e.code, 0) + 1
@@ -248,6 +214,35 @@ def schema_check(
         print(f"unsupported[{reason}]={count}")
     print(summary.detail_line())
     print(summary.last_line())
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on (0.0.0.0: every interface).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+) -> None:
+    """Serve the REST API with an in-process worker: SQLite by default, no other server needed."""
+    from service.embedded import serve as serve_embedded
+    from service.store.errors import StoreError
+
+    try:
+        serve_embedded(host, port, get_settings())
+    except (StoreError, WorkerError) as e:
+        fail(e.code, e.message, e.details)
+
+
+@app.command()
+def migrate(revision: Annotated[str, typer.Argument(help="Target revision.")] = "head") -> None:
+    """Apply the database migrations to ABSTRACTOR_DATABASE_URL (run as the tables' owner)."""
+    from service.store.errors import StoreError
+    from service.store.session import run_migrations
+
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    try:
+        run_migrations(settings.database_url, revision, app_role=settings.database_app_role)
+    except StoreError as e:
+        fail(e.code, e.message, e.details)
 
 
 def main() -> None:

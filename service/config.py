@@ -4,10 +4,26 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Self
 
-from pydantic import Field
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MIN_ADMIN_TOKEN_CHARS = 24
+_PLACEHOLDERS = frozenset(
+    {"", "admin", "changeme", "change-me", "change_me", "secret", "password", "token", "test", "xxx",
+     "replace-me", "replaceme", "todo", "none", "null", "default"}
+)  # fmt: skip
+
+
+def is_placeholder_secret(value: str) -> bool:
+    """True for empty, well-known or too-short secrets (a real one is random and long)."""
+    stripped = value.strip()
+    return (
+        stripped.lower() in _PLACEHOLDERS
+        or (stripped.startswith("<") and stripped.endswith(">"))
+        or len(stripped) < MIN_ADMIN_TOKEN_CHARS
+    )
 
 
 class Settings(BaseSettings):
@@ -57,15 +73,28 @@ class Settings(BaseSettings):
     chunk_tokens: int = 1800
     chunk_overlap_tokens: int = 150
 
-    def document_limits(self) -> dict[str, float | int]:
-        """Limits in the plain shape `workers.documents` takes (it must not import the service)."""
-        return {
-            "max_bytes": self.max_document_bytes,
-            "max_pages": self.max_pages,
-            "max_chars": self.max_chars,
-            "timeout_s": self.parse_timeout_s,
-            "memory_mb": self.parse_memory_mb,
-        }
+    # API.
+    admin_token: SecretStr | None = Field(
+        default=None, description="Bearer token of the /v1/admin endpoints; None disables them."
+    )
+    broker_url: str | None = Field(
+        default=None,
+        description="Redis URL of the Celery broker (readiness pings it); None in embedded mode.",
+    )
+
+    @model_validator(mode="after")
+    def _refuse_placeholder_admin_token(self) -> Self:
+        # Development may use a short token; anywhere else a guessable one would open every tenant.
+        if (
+            self.environment != "development"
+            and self.admin_token is not None
+            and is_placeholder_secret(self.admin_token.get_secret_value())
+        ):
+            raise ValueError(
+                "ABSTRACTOR_ADMIN_TOKEN is empty, a placeholder or shorter than "
+                f"{MIN_ADMIN_TOKEN_CHARS} characters; set a random token or unset it"
+            )
+        return self
 
 
 @lru_cache(maxsize=1)

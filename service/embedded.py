@@ -20,40 +20,17 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from service.api import create_app
 from service.api.observability import Metrics, configure_api_logging, job_id_var
-from service.api.settings import ApiSettings, api_settings, model_ref
 from service.config import Settings
+from service.runtime import engine_from, limits_from, model_ref, options_from
 from service.store import repositories as repo
 from service.store.session import make_engine, make_session_factory, run_migrations
-from workers.documents.model import LimitsSpec
-from workers.engines.factory import build_engine
 from workers.engines.protocol import Engine
 from workers.job_runner import run_job
-from workers.pipeline.run import PipelineOptions
 
 log = logging.getLogger(__name__)
 
 MAX_DELIVERIES = 5
 """An outbox row whose delivery kept crashing the runner is given up after this many claims."""
-
-
-def limits_from(settings: Settings) -> LimitsSpec:
-    """Document limits from the one Settings class."""
-    return LimitsSpec(
-        max_bytes=settings.max_document_bytes,
-        max_pages=settings.max_pages,
-        max_chars=settings.max_chars,
-        timeout_s=settings.parse_timeout_s,
-        memory_mb=settings.parse_memory_mb,
-    )
-
-
-def options_from(settings: Settings) -> PipelineOptions:
-    """Pipeline budgets from the one Settings class."""
-    return PipelineOptions(
-        max_new_tokens=settings.max_new_tokens,
-        chunk_tokens=settings.chunk_tokens,
-        overlap_tokens=settings.chunk_overlap_tokens,
-    )
 
 
 class EmbeddedWorker:
@@ -84,15 +61,7 @@ class EmbeddedWorker:
             if self._engine is None:
                 s = self._settings
                 log.info("loading engine", extra={"engine": s.engine, "grammar_backend": s.grammar_backend})
-                self._engine = build_engine(
-                    s.engine,
-                    grammar_backend=s.grammar_backend,
-                    model_path=s.model_path,
-                    model_sha256=s.model_sha256,
-                    cache_dir=s.data_dir / "models",
-                    n_ctx=s.n_ctx,
-                    n_threads=s.n_threads,
-                )
+                self._engine = engine_from(s)
             return self._engine
 
     def start(self) -> None:
@@ -181,15 +150,14 @@ def build_embedded_app(
     poll_s: float = 1.0,
 ) -> FastAPI:
     """The API with an embedded worker over `settings.database_url` (migrated beforehand)."""
-    config: ApiSettings = api_settings(settings)
     if session_factory is None:
-        session_factory = make_session_factory(make_engine(config.database_url, hide_parameters=True))
-    worker = EmbeddedWorker(session_factory, config, engine=engine, poll_s=poll_s)
+        session_factory = make_session_factory(make_engine(settings.database_url, hide_parameters=True))
+    worker = EmbeddedWorker(session_factory, settings, engine=engine, poll_s=poll_s)
     if engine is not None:
         model = (engine.info.model, f"{engine.info.engine}+{engine.info.grammar_backend}")
     else:
-        model = model_ref(config)
-    app = create_app(config, session_factory=session_factory, background=worker, model=model)
+        model = model_ref(settings)
+    app = create_app(settings, session_factory=session_factory, background=worker, model=model)
     worker.metrics = app.state.ctx.metrics
     return app
 

@@ -14,8 +14,8 @@ from service.api.context import ApiContext, Background
 from service.api.errors import install_error_handlers
 from service.api.observability import Metrics, RequestContextMiddleware, quiet_content_loggers
 from service.api.routers import admin, documents, extractions, health, schemas
-from service.api.settings import api_settings, model_ref
 from service.config import Settings
+from service.runtime import model_ref
 from service.store.session import make_engine, make_session_factory
 
 log = logging.getLogger(__name__)
@@ -35,20 +35,19 @@ def create_app(
     `background` is the embedded worker, started and stopped with the app; `model` overrides the
     (model, backend) pair that jobs are keyed by, for an injected engine.
     """
-    config = api_settings(settings)
     quiet_content_loggers()
     owns_engine = session_factory is None
     if session_factory is None:
         # hide_parameters: even if someone turns SQL logging on, parameters (document bytes) stay out.
-        session_factory = make_session_factory(make_engine(config.database_url, hide_parameters=True))
-    model_name, backend = model or model_ref(config)
+        session_factory = make_session_factory(make_engine(settings.database_url, hide_parameters=True))
+    model_name, backend = model or model_ref(settings)
     ctx = ApiContext(
-        settings=config,
+        settings=settings,
         session_factory=session_factory,
         metrics=Metrics(),
         model=model_name,
         backend=backend,
-        tmp_dir=config.data_dir / "tmp" / "uploads",
+        tmp_dir=settings.data_dir / "tmp" / "uploads",
         background=background,
     )
     ctx.metrics.watch_job_counts(lambda: usecases.job_counts(ctx))

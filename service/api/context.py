@@ -10,7 +10,7 @@ from typing import Protocol
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.api.observability import Metrics
-from service.api.settings import ApiSettings
+from service.config import Settings
 
 
 class Background(Protocol):
@@ -33,7 +33,7 @@ class Background(Protocol):
 class ApiContext:
     """Built once per app by `create_app`; handlers reach it through `request.app.state.ctx`."""
 
-    settings: ApiSettings
+    settings: Settings
     session_factory: sessionmaker[Session]
     metrics: Metrics
     model: str

@@ -15,14 +15,15 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from schemas.errors import SchemaError
 from service.store.errors import (
     BadInputStoreError,
     ConflictError,
     SchemaInUseError,
-    StoreError,
     StoreConfigError,
+    StoreError,
     is_transient,
 )
 from workers.errors import BadInputError, ConfigError, TransientError, WorkerError
@@ -187,9 +188,27 @@ async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
         phrase = HTTPStatus(exc.status_code).phrase
     except ValueError:
         phrase = "error"
-    code = phrase.lower().replace(" ", "_").replace("-", "_")
+    code = _HTTP_CODES.get(exc.status_code) or phrase.lower().replace(" ", "_").replace("-", "_")
     message = NOT_FOUND_MESSAGE if exc.status_code == 404 else phrase
-    return error_response(exc.status_code, code, message, {}, dict(exc.headers or {}))
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        # Starlette names only the first matching route's methods; a path served by several routes
+        # (GET and POST /v1/schemas) must list them all.
+        headers["Allow"] = ", ".join(_allowed_methods(_request))
+    return error_response(exc.status_code, code, message, {}, headers)
+
+
+_HTTP_CODES = {400: "invalid_body"}
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches(request.scope)
+        if match is not Match.NONE:
+            methods.update(getattr(route, "methods", None) or ())
+    methods.discard("HEAD")  # implied by GET; the OpenAPI document does not list it
+    return sorted(methods)
 
 
 async def _domain_error(_request: Request, exc: Exception) -> JSONResponse:

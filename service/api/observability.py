@@ -176,7 +176,7 @@ class RequestContextMiddleware:
 
         try:
             await self.app(scope, receive, send_wrapper)
-        except Exception as exc:  # noqa: BLE001 - the one catch-all: answered in the error model
+        except Exception as exc:
             status, code, message, details = classify(exc)
             log.error("unhandled error", extra={"error_code": code, "exc_type": type(exc).__name__})
             if response_started:

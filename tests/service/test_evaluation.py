@@ -168,9 +168,7 @@ def test_as_written_values_normalise_to_gold(kleister: list[tuple[Path, list[str
     found = matched = 0
     for pdf, gold in kleister:
         text, pages = join_pages([p.extract_text() or "" for p in pypdf.PdfReader(pdf).pages])
-        index = SourceIndex(
-            Document(text=text, pages=pages, media_type="application/pdf", sha256="0", size_bytes=0)
-        )
+        index = SourceIndex(Document(text=text, pages=pages, media_type="application/pdf", sha256="0", size_bytes=0))
         for label in gold:
             key, _, value = label.partition("=")
             if key not in ("party", "jurisdiction"):
@@ -182,9 +180,7 @@ def test_as_written_values_normalise_to_gold(kleister: list[tuple[Path, list[str
             field = "parties" if key == "party" else key
             written = [e.text for e in evidence]
             converted = {
-                lab.upper()
-                for w in written
-                for lab in nda_record_to_labels({field: [w] if field == "parties" else w})
+                lab.upper() for w in written for lab in nda_record_to_labels({field: [w] if field == "parties" else w})
             }
             matched += label.upper() in converted
     assert found == 184  # all 124 parties and 60 jurisdictions are written in their PDFs
@@ -253,9 +249,7 @@ def test_clinical_record_to_gold_shape() -> None:
         "patient_sex": "male",
         "chief_complaint": "Joint pain",
     }
-    assert clinical_record_to_gold_shape({}) == dict.fromkeys(
-        ("patient_age", "patient_sex", "chief_complaint")
-    )
+    assert clinical_record_to_gold_shape({}) == dict.fromkeys(("patient_age", "patient_sex", "chief_complaint"))
 
 
 @pytest.mark.parametrize(

@@ -31,13 +31,17 @@ def wait_until_up(base_url: str, timeout: float = 60.0, proc: subprocess.Popen[A
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"server exited with {proc.returncode}")
-        try:
-            if httpx.get(f"{base_url}/healthz", timeout=1.0).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass  # not listening yet
+        if _answers(f"{base_url}/healthz"):
+            return
         time.sleep(0.1)
     raise TimeoutError(f"{base_url} did not come up in {timeout} s")
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1.0).status_code == 200
+    except httpx.TransportError:
+        return False  # not listening yet
 
 
 class ThreadedServer:

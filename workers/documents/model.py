@@ -15,6 +15,44 @@ class Page:
     end: int
     has_text: bool = True
     source: str = "text_layer"  # "text_layer" | "ocr" | "none"
+    # OCR pages only: every recognised word with its box, and the page's mean word confidence (0..1).
+    words: tuple[Word, ...] = ()
+    ocr_confidence: float | None = None
+    # True when ocr_confidence fell below OcrSpec.min_confidence: the text may be wrong, flag what cites it.
+    low_confidence: bool = False
+    # The page as displayed (rotation applied), in points; set for OCR pages, the frame of the word boxes.
+    size: tuple[float, float] | None = None
+
+
+@dataclass(frozen=True)
+class Word:
+    """An OCR word: `[start, end)` in the canonical text and its box on the page.
+
+    The box is in points (1/72 inch) from the top-left corner of the page as displayed (its /Rotate
+    applied), y growing downwards: the frame a viewer draws highlights in.
+    """
+
+    start: int
+    end: int
+    x0: float
+    y0: float
+    x1: float
+    y1: float
+    confidence: float
+
+
+@dataclass(frozen=True)
+class WordBox:
+    """A box that covers part of a span of the canonical text: its page (1-based) and its word's box."""
+
+    page: int
+    start: int
+    end: int
+    x0: float
+    y0: float
+    x1: float
+    y1: float
+    confidence: float
 
 
 @dataclass(frozen=True)
@@ -26,6 +64,26 @@ class LimitsSpec:
     max_chars: int = 2_000_000
     timeout_s: float = 15.0
     memory_mb: int = 1024
+
+
+@dataclass(frozen=True)
+class OcrSpec:
+    """How pages without a usable text layer are OCR'd (built from Settings by the caller).
+
+    `max_pages` caps how many pages of one document are OCR'd (the rest keep no text, with a warning);
+    `timeout_s` and `memory_mb` bound the OCR child as a whole; `max_pixels` refuses any page image
+    declared larger (too_large) and caps the rendered bitmap; `min_confidence` flags pages below it.
+    """
+
+    enabled: bool = True
+    engine: str = "rapidocr"  # "rapidocr" | "tesseract"
+    max_pages: int = 50
+    timeout_s: float = 300.0
+    max_pixels: int = 100_000_000
+    min_confidence: float = 0.8
+    dpi: int = 300
+    memory_mb: int = 2048
+    threads: int = 1
 
 
 @dataclass(frozen=True)
@@ -44,6 +102,11 @@ class Document:
         """1-based numbers of pages that had no usable text (candidates for OCR)."""
         return tuple(p.number for p in self.pages if not p.has_text)
 
+    @property
+    def low_confidence_pages(self) -> tuple[int, ...]:
+        """1-based numbers of OCR pages whose confidence fell below the threshold they were read with."""
+        return tuple(p.number for p in self.pages if p.low_confidence)
+
     def page_at(self, offset: int) -> int:
         """The 1-based page holding character `offset` of the canonical text."""
         starts = [p.start for p in self.pages]
@@ -53,3 +116,26 @@ class Document:
     def page(self, number: int) -> Page:
         """The page with this 1-based number."""
         return self.pages[number - 1]
+
+
+def boxes_for_span(doc: Document, start: int, end: int) -> tuple[WordBox, ...]:
+    """The boxes of the OCR words that overlap `[start, end)` of `doc.text`, in text order.
+
+    Empty for spans on text-layer pages (their text carries no boxes) and for empty spans.
+    """
+    if end <= start:
+        return ()
+    out: list[WordBox] = []
+    first = doc.page_at(start)
+    for page in doc.pages[first - 1 :]:
+        if page.start >= end:
+            break
+        if not page.words or page.end <= start:
+            continue
+        # Words are in text order: bisect to the first word that ends after `start`.
+        i = bisect.bisect_right([w.end for w in page.words], start)
+        for word in page.words[i:]:
+            if word.start >= end:
+                break
+            out.append(WordBox(page.number, word.start, word.end, word.x0, word.y0, word.x1, word.y1, word.confidence))
+    return tuple(out)

@@ -117,9 +117,7 @@ def extract_pages(payload: dict[str, Any]) -> dict[str, Any]:
     except MemoryError:
         raise
     except RecursionError:
-        return error_result(
-            "invalid_pdf", "The PDF's structure is nested too deeply.", exception="RecursionError"
-        )
+        return error_result("invalid_pdf", "The PDF's structure is nested too deeply.", exception="RecursionError")
     except Exception as e:  # noqa: BLE001 - a parser fed hostile input fails in every way; each means "bad PDF"
         return error_result("invalid_pdf", exception=type(e).__name__)
     return {"ok": {"pages": texts}}

@@ -48,11 +48,13 @@ class ChildLimits:
     timeout_s: float
     memory_mb: int
     output_bytes: int
+    # Threads the child may keep busy at once (OCR runs its models on several): CPU time adds up per thread.
+    threads: int = 1
 
     @property
     def cpu_s(self) -> int:
-        """CPU seconds: just above the wall limit, a backstop should the parent itself stall."""
-        return math.ceil(self.timeout_s) + 1
+        """CPU seconds: just above the wall limit per thread, a backstop should the parent itself stall."""
+        return math.ceil(self.timeout_s * max(self.threads, 1)) + 1
 
 
 @dataclass(frozen=True)

@@ -112,9 +112,7 @@ _ORDINAL_ONES = (
     "fourteenth fifteenth sixteenth seventeenth eighteenth nineteenth"
 ).split()
 _ORDINAL_TENS = "_ _ twentieth thirtieth".split()
-_WORD_VALUES: dict[str, int] = {w: i for i, w in enumerate(_ONES)} | {
-    w: 10 * i for i, w in enumerate(_TENS) if i >= 2
-}
+_WORD_VALUES: dict[str, int] = {w: i for i, w in enumerate(_ONES)} | {w: 10 * i for i, w in enumerate(_TENS) if i >= 2}
 _NUMBER_WORDS = frozenset(_WORD_VALUES) | {"hundred", "thousand", "and"}
 _UNITS = {
     "year": "year",
@@ -472,9 +470,7 @@ class SourceIndex:
         scored: list[tuple[float, int, int]] = []  # (score, first token, last token)
         for width in sorted({max(n - 1, 1), n, n + 1}):
             windows = self._window_texts(width)
-            hits = process.extract(
-                query, windows, scorer=fuzz.ratio, score_cutoff=FUZZY_THRESHOLD, limit=None
-            )
+            hits = process.extract(query, windows, scorer=fuzz.ratio, score_cutoff=FUZZY_THRESHOLD, limit=None)
             for _, score, i in hits:
                 last = i + width - 1
                 if t_lo <= i and last < t_hi and self._tok_page[i] == self._tok_page[last]:
@@ -546,9 +542,7 @@ class SourceIndex:
         evidence, kind = cached
         return evidence[:cap], kind
 
-    def _locate(
-        self, value: Any, needle: str, spans: Sequence[Span] | None
-    ) -> tuple[list[Evidence], MatchKind | None]:
+    def _locate(self, value: Any, needle: str, spans: Sequence[Span] | None) -> tuple[list[Evidence], MatchKind | None]:
         query = normalize_text(needle)
         plans: list[tuple[MatchKind, list[tuple[str, str]]]] = [
             ("exact", [("exact", needle)]),

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Union, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
+from rapidfuzz import fuzz
 
 from workers.documents.model import Document
 from workers.errors import WorkerError
@@ -74,24 +75,24 @@ class _Merger:
             if not stated:
                 out[key] = [] if any(isinstance(s.value[key], list) for s in present) else None
             elif all(isinstance(s.value, list) for s in stated):
+                if _merge_policy(model, key) == "first":
+                    first = min(s.chunk for s in stated)
+                    stated = [s for s in stated if s.chunk == first]
                 out[key] = self.list_(stated, sub_model, limit)
             elif all(isinstance(s.value, dict) for s in stated):
                 out[key] = self.obj(stated, sub_model)
             else:
-                out[key] = self.scalar(
-                    [s for s in stated if not isinstance(s.value, dict | list)] or stated
-                ).value
+                out[key] = self.scalar([s for s in stated if not isinstance(s.value, dict | list)] or stated).value
         return out
 
-    def list_(
-        self, sources: list[_Source], item_model: type[BaseModel] | None, limit: int | None
-    ) -> list[Any]:
+    def list_(self, sources: list[_Source], item_model: type[BaseModel] | None, limit: int | None) -> list[Any]:
         """Union of lists in order of first appearance; equal items (by key) merged into one."""
         groups: dict[str, list[_Source]] = {}
         for src in sources:
             for item in src.value:
                 if _stated(item):
                     groups.setdefault(_item_key(item), []).append(_Source(item, src.spans, src.chunk))
+        groups = _fold_near_duplicates(groups)
         merged: list[tuple[Any, tuple[int, int, int]]] = []
         for order, members in enumerate(groups.values()):
             if all(isinstance(m.value, dict) for m in members):
@@ -107,6 +108,52 @@ class _Merger:
             keep = sorted(range(len(merged)), key=lambda i: merged[i][1], reverse=True)[:limit]
             merged = [merged[i] for i in sorted(keep)]
         return [value for value, _ in merged]
+
+
+_SPELLING_RATIO = 85.0
+
+
+def _words(value: Any) -> list[str]:
+    label = _first_string(value) if isinstance(value, dict) else value
+    return (normalize_text(label) or label.strip().lower()).split() if isinstance(label, str) else []
+
+
+def _same_spelling(a: list[str], b: list[str]) -> bool:
+    """Word by word equal, or near-equal alphabetic words ("Holding"/"Holdings"): never digits ("Party 1")."""
+    return len(a) == len(b) and all(
+        x == y or (x.isalpha() and y.isalpha() and min(len(x), len(y)) >= 4 and fuzz.ratio(x, y) >= _SPELLING_RATIO)
+        for x, y in zip(a, b, strict=True)
+    )
+
+
+def _folds_into(short: list[str], long: list[str]) -> bool:
+    """`short` names the same thing as `long`: its words run inside it, or it is a misspelling of it."""
+    if not short or not long:
+        return False
+    if len(short) < len(long) and any(long[i : i + len(short)] == short for i in range(len(long) - len(short) + 1)):
+        return True
+    return _same_spelling(short, long)
+
+
+def _fold_near_duplicates(groups: dict[str, list[_Source]]) -> dict[str, list[_Source]]:
+    """Merge groups that name one item: "Sears" and "Co." into "Sears, Roebuck and Co.", "Holding" into
+    "Holdings". A small model splits names at commas and misspells them; the list keeps one entry each,
+    placed where its longest spelling first appeared."""
+    spelled = {k: max((_words(m.value) for m in members), key=len) for k, members in groups.items()}
+    by_length = sorted(groups, key=lambda k: len(spelled[k]))
+    target = {k: k for k in groups}
+    for short in by_length:
+        for long in reversed(by_length):
+            if long != short and target[long] == long and _folds_into(spelled[short], spelled[long]):
+                target[short] = long
+                break
+    out: dict[str, list[_Source]] = {}
+    for key in groups:
+        root = key
+        while target[root] != root:
+            root = target[root]
+        out.setdefault(root, []).extend(groups[key])
+    return out
 
 
 def _stated(value: Any) -> bool:
@@ -160,13 +207,24 @@ def _field_shape(model: type[BaseModel] | None, key: str) -> tuple[type[BaseMode
     if model is None or key not in model.model_fields:
         return None, None
     info = model.model_fields[key]
-    limit = next(
-        (m.max_length for m in info.metadata if isinstance(getattr(m, "max_length", None), int)), None
-    )
+    limit = next((m.max_length for m in info.metadata if isinstance(getattr(m, "max_length", None), int)), None)
     annotation = info.annotation
     if get_origin(annotation) in (Union, types.UnionType):
         annotation = next((a for a in get_args(annotation) if a is not type(None)), annotation)
     return _find_model(annotation), limit
+
+
+MERGE_POLICY_KEY = "x-merge"
+"""A field's merge policy in its JSON Schema: "union" (default) or "first" (the earliest chunk that
+states the list wins whole, for lists a document defines once, such as the parties in a preamble)."""
+
+
+def _merge_policy(model: type[BaseModel] | None, key: str) -> str:
+    if model is None or key not in model.model_fields:
+        return "union"
+    extra = model.model_fields[key].json_schema_extra
+    policy = extra.get(MERGE_POLICY_KEY, "union") if isinstance(extra, dict) else "union"
+    return str(policy)
 
 
 def merge_records(

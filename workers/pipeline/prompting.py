@@ -30,9 +30,7 @@ def _field_lines(schema: dict[str, Any], prefix: str = "") -> list[str]:
         target = ref or item_ref
         if target and target.startswith("#/$defs/"):
             sub = defs.get(target.split("/")[-1], {})
-            lines.extend(
-                _field_lines({"properties": sub.get("properties", {}), "$defs": defs}, "  " + prefix)
-            )
+            lines.extend(_field_lines({"properties": sub.get("properties", {}), "$defs": defs}, "  " + prefix))
     return lines
 
 

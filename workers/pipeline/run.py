@@ -44,6 +44,7 @@ class PipelineOptions:
     overlap_tokens: int = 150
     retry_factor: int = 2
     reject_ungrounded: bool = True
+    keep_chunk_records: bool = False  # evaluation aid: each chunk's validated record, before merging
 
 
 @dataclass
@@ -186,6 +187,7 @@ def extract_document(
         "evidence": {path: [e.to_dict() for e in items] for path, items in evidence.items()},
         "flags": [{"path": f.path, "code": f.code, "message": f.message} for f in flags],
         "rejected": rejected,
+        **({"chunk_records": [{"span": p[1][0], "data": p[0]} for p in parts]} if options.keep_chunk_records else {}),
         "model": engine.info.to_dict(),
         "timings": {
             "chunk_s": round(chunked - started, 3),

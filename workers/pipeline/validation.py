@@ -26,9 +26,7 @@ def validate_output(result: GenerationResult, model: type[BaseModel]) -> dict[st
     try:
         payload = json.loads(result.text)
     except json.JSONDecodeError as e:
-        raise OutputError(
-            f"output is not JSON (line {e.lineno}, column {e.colno})", code="invalid_json"
-        ) from e
+        raise OutputError(f"output is not JSON (line {e.lineno}, column {e.colno})", code="invalid_json") from e
     try:
         record = model.model_validate(payload)
     except ValidationError as e:

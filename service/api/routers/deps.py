@@ -30,12 +30,13 @@ def _error(description: str) -> dict[str, Any]:
 
 # Declared on every route, so the OpenAPI document (and schemathesis) knows each failure's shape.
 COMMON_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: _error("The body cannot be decoded (not UTF-8 JSON, broken framing)."),
     401: _error("Missing or unknown credentials."),
     422: _error("The request does not match the API schema, or cannot be acted on."),
     500: _error("Internal error (never carries request content)."),
     503: _error("The store is busy or unreachable; retry."),
 }
-NOT_FOUND = {404: _error("Unknown id, or another tenant's id (indistinguishable).")}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: _error("Unknown id, or another tenant's id (indistinguishable).")}
 
 
 def get_ctx(request: Request) -> ApiContext:

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from sqlalchemy import Engine, event, text
 
-from service.api.settings import ApiSettings
+from service.config import Settings
 from service.embedded import build_embedded_app
 from service.store.session import make_engine, make_session_factory, run_migrations
 from tests.service.store.conftest import app_role, pg_admin, pg_database  # noqa: F401 - shared fixtures
@@ -24,7 +24,7 @@ REDIS_URL = "redis://127.0.0.1:6379/0"
 UPLOAD_LIMIT = 2 * 1024 * 1024
 
 
-def api_settings_for(database_url: str, data_dir: Path, **overrides: Any) -> ApiSettings:
+def api_settings_for(database_url: str, data_dir: Path, **overrides: Any) -> Settings:
     """Settings for a test server: no .env file, test environment, a small upload limit."""
     values: dict[str, Any] = {
         "environment": "test",
@@ -36,7 +36,7 @@ def api_settings_for(database_url: str, data_dir: Path, **overrides: Any) -> Api
         "log_level": "INFO",
     }
     values.update(overrides)
-    return ApiSettings(_env_file=None, **values)  # type: ignore[call-arg]
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
 
 
 @pytest.fixture(scope="session")

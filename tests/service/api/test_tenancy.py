@@ -42,7 +42,11 @@ def _calls(ids: dict[str, str], tenant: str) -> dict[str, tuple[str, str, dict[s
             "/v1/extractions",
             {"document_id": ids["document"], "schema_name": "nda"},
         ),
-        "DELETE /v1/admin/tenants/{tenant}/keys/{id}": ("DELETE", f"/v1/admin/tenants/{tenant}/keys/{ids['key']}", None),
+        "DELETE /v1/admin/tenants/{tenant}/keys/{id}": (
+            "DELETE",
+            f"/v1/admin/tenants/{tenant}/keys/{ids['key']}",
+            None,
+        ),
     }
 
 
@@ -77,9 +81,13 @@ def test_foreign_ids_answer_exactly_like_unknown_ids(
     assert set(foreign.json()) == {"error"} and foreign.json()["error"]["code"] == "not_found"
     assert foreign.headers["content-type"] == missing.headers["content-type"]
 
-    target = owned["schema"] if "schemas" in route else owned["key"] if admin else owned[
-        "job" if "extractions/{id}" in route else "document"
-    ]
+    target = (
+        owned["schema"]
+        if "schemas" in route
+        else owned["key"]
+        if admin
+        else owned["job" if "extractions/{id}" in route else "document"]
+    )
     if "schemas" in route:
         return  # schema reads are not audited reads of documents or results; covered by the 404 above
     events = audit_rows(target_id=target, tenant_id=uuid.UUID(tenant_b.tenant_id))
@@ -97,8 +105,6 @@ def test_the_owner_still_reads_its_own(
     assert reads and all(str(r["tenant_id"]) == tenant_a.tenant_id for r in reads)
 
 
-def test_listing_shows_only_own_schemas(
-    client: httpx.Client, tenant_b: TenantKey, owned: dict[str, str]
-) -> None:
+def test_listing_shows_only_own_schemas(client: httpx.Client, tenant_b: TenantKey, owned: dict[str, str]) -> None:
     names = {s["name"] for s in client.get("/v1/schemas", headers=tenant_b.headers).json()["schemas"]}
     assert owned["schema"] not in names and "nda" in names

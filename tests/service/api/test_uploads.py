@@ -74,9 +74,7 @@ def test_200_mb_chunked_upload_is_refused_within_limit_plus_1_mb(
     assert any(r["details"]["error_code"] == "too_large" for r in refused)
 
 
-def test_declared_content_length_over_the_limit_is_refused_unread(
-    client: httpx.Client, tenant_a: TenantKey
-) -> None:
+def test_declared_content_length_over_the_limit_is_refused_unread(client: httpx.Client, tenant_a: TenantKey) -> None:
     before = _bytes_read(client)
     payload = b"b" * (UPLOAD_LIMIT + 128 * 1024)
     response = client.post("/v1/documents", files={"file": ("x.txt", payload)}, headers=tenant_a.headers)
@@ -95,7 +93,9 @@ def test_declared_content_length_over_the_limit_is_refused_unread(
 def test_media_type_is_judged_by_content(
     client: httpx.Client, tenant_a: TenantKey, data_dir: Path, filename: str, content: bytes
 ) -> None:
-    response = client.post("/v1/documents", files={"file": (filename, content, "application/pdf")}, headers=tenant_a.headers)
+    response = client.post(
+        "/v1/documents", files={"file": (filename, content, "application/pdf")}, headers=tenant_a.headers
+    )
     assert response.status_code == 415, response.text
     assert response.json()["error"]["code"] == "unsupported_media_type"
     assert list((data_dir / "tmp" / "uploads").iterdir()) == []
@@ -113,7 +113,12 @@ def test_a_text_named_pdf_is_stored_as_text(client: httpx.Client, tenant_a: Tena
     [
         ({"Content-Type": "application/json"}, b"{}", 415, "unsupported_request_type"),
         ({"Content-Type": "multipart/form-data"}, b"--x--", 422, "invalid_multipart"),
-        ({"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"}, f"--{BOUNDARY}--\r\n".encode(), 422, "missing_file"),
+        (
+            {"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"},
+            f"--{BOUNDARY}--\r\n".encode(),
+            422,
+            "missing_file",
+        ),
     ],
     ids=["json-body", "no-boundary", "no-file-part"],
 )

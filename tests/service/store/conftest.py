@@ -21,9 +21,7 @@ from sqlalchemy.orm import Session
 
 from service.store.session import make_engine, run_migrations
 
-ADMIN_URL = os.environ.get(
-    "ABSTRACTOR_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
+ADMIN_URL = os.environ.get("ABSTRACTOR_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
 @pytest.fixture(scope="session")

@@ -133,7 +133,5 @@ def test_used_schema_is_frozen_in_the_database(session: Session, sql: str) -> No
 def test_unused_schema_can_change(session: Session) -> None:
     tenant = repo.create_tenant(session, f"t-{uuid.uuid4()}")
     schema, _ = repo.register_user_schema(session, tenant.id, "invoice", {"type": "object"})
-    updated = repo.update_user_schema(
-        session, tenant.id, "invoice", schema.version, {"type": "object", "x": 1}
-    )
+    updated = repo.update_user_schema(session, tenant.id, "invoice", schema.version, {"type": "object", "x": 1})
     assert updated.json_schema == {"type": "object", "x": 1}

@@ -227,9 +227,7 @@ def test_refused_details_write_nothing(session: Session) -> None:
 
 def test_ids_codes_and_counts_are_kept() -> None:
     job = uuid.uuid4()
-    assert clean_details(
-        {"job_id": job, "pages": 3, "error_code": "timeout", "ok": True, "ids": ["a", 1]}
-    ) == {
+    assert clean_details({"job_id": job, "pages": 3, "error_code": "timeout", "ok": True, "ids": ["a", 1]}) == {
         "job_id": str(job),
         "pages": 3,
         "error_code": "timeout",
@@ -263,9 +261,7 @@ def _write_concurrently(url: str, threads: int, per_thread: int) -> None:
 
 
 @pytest.mark.parametrize("backend", ["postgres", "sqlite"])
-def test_concurrent_writers_keep_one_chain(
-    backend: str, request: pytest.FixtureRequest, tmp_path: Path
-) -> None:
+def test_concurrent_writers_keep_one_chain(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
     if backend == "postgres":
         url: str = request.getfixturevalue("pg_commit_url")
     else:
@@ -281,9 +277,7 @@ def test_concurrent_writers_keep_one_chain(
             assert report.ok, report
             start = 0 if before is None else before.seq
             assert report.head is not None and report.head.seq == start + 40
-            seqs = session.scalars(
-                select(AuditEvent.seq).where(AuditEvent.seq > start).order_by(AuditEvent.seq)
-            )
+            seqs = session.scalars(select(AuditEvent.seq).where(AuditEvent.seq > start).order_by(AuditEvent.seq))
             assert list(seqs) == list(range(start + 1, start + 41))
     finally:
         engine.dispose()
@@ -298,6 +292,4 @@ def test_list_events_pages_and_scopes(session: Session) -> None:
         first.seq + 1,
         third.seq,
     ]
-    assert [e.seq for e in list_events(session, tenant_id=mine, after_seq=first.seq, limit=1)] == [
-        first.seq + 1
-    ]
+    assert [e.seq for e in list_events(session, tenant_id=mine, after_seq=first.seq, limit=1)] == [first.seq + 1]

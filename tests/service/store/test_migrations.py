@@ -113,9 +113,7 @@ def test_app_role_privileges(pg_engine: Engine, app_role: str) -> None:
         assert not can(table, "TRUNCATE"), table
     assert can("alembic_version", "SELECT") and not can("alembic_version", "UPDATE")
     with pg_engine.connect() as connection:
-        query = (
-            "SELECT NOT rolsuper AND NOT rolcanlogin AND NOT rolbypassrls FROM pg_roles WHERE rolname = :r"
-        )
+        query = "SELECT NOT rolsuper AND NOT rolcanlogin AND NOT rolbypassrls FROM pg_roles WHERE rolname = :r"
         assert connection.scalar(text(query), {"r": app_role})
 
 

@@ -48,9 +48,7 @@ def document(session: Session, tenant: Tenant) -> Document:
     return document
 
 
-def _job(
-    session: Session, tenant: Tenant, document: Document, model: str = "qwen2.5-0.5b"
-) -> tuple[Job, bool]:
+def _job(session: Session, tenant: Tenant, document: Document, model: str = "qwen2.5-0.5b") -> tuple[Job, bool]:
     return repo.create_job(
         session,
         tenant.id,
@@ -121,9 +119,7 @@ def test_document_is_stored_once_per_tenant(session: Session, tenant: Tenant, ot
     assert repo.read_document_bytes(session, first) == PDF
 
 
-def test_another_tenants_document_is_invisible(
-    session: Session, document: Document, other_tenant: Tenant
-) -> None:
+def test_another_tenants_document_is_invisible(session: Session, document: Document, other_tenant: Tenant) -> None:
     assert repo.get_document(session, document.tenant_id, document.id) == document
     assert repo.get_document(session, other_tenant.id, document.id) is None
     assert repo.get_document(session, document.tenant_id, uuid.uuid4()) is None
@@ -156,9 +152,7 @@ def test_job_creation_is_idempotent(session: Session, tenant: Tenant, document: 
     assert session.scalar(select(func.count()).select_from(Job).where(Job.document_id == document.id)) == 2
 
 
-def test_job_needs_the_tenants_own_document(
-    session: Session, document: Document, other_tenant: Tenant
-) -> None:
+def test_job_needs_the_tenants_own_document(session: Session, document: Document, other_tenant: Tenant) -> None:
     with pytest.raises(BadInputStoreError):
         _job(session, other_tenant, document)
 
@@ -235,9 +229,7 @@ def test_result_is_saved_once_and_scoped(
     session: Session, tenant: Tenant, document: Document, other_tenant: Tenant
 ) -> None:
     job, _ = _job(session, tenant, document)
-    result, created = repo.save_result(
-        session, job.id, data={"party": "A"}, evidence={"party": [0, 1]}, flags={}
-    )
+    result, created = repo.save_result(session, job.id, data={"party": "A"}, evidence={"party": [0, 1]}, flags={})
     again, created_again = repo.save_result(session, job.id, data={"party": "B"})
     assert created and not created_again and again.id == result.id and again.data == {"party": "A"}
     assert repo.get_result(session, tenant.id, job.id) == result
@@ -320,9 +312,7 @@ def test_unused_schema_can_be_deleted(session: Session, tenant: Tenant) -> None:
         repo.update_user_schema(session, tenant.id, "invoice", 1, {})
 
 
-def test_job_with_mismatched_user_schema_is_refused(
-    session: Session, tenant: Tenant, document: Document
-) -> None:
+def test_job_with_mismatched_user_schema_is_refused(session: Session, tenant: Tenant, document: Document) -> None:
     schema, _ = repo.register_user_schema(session, tenant.id, "invoice", {"type": "object"})
     with pytest.raises(BadInputStoreError):
         repo.create_job(

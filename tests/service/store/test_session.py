@@ -58,9 +58,7 @@ def test_sqlite_savepoints_work(tmp_path: Path) -> None:
         engine.dispose()
 
 
-@pytest.mark.parametrize(
-    "url", ["mysql+pymysql://u@h/db", "not a url"], ids=["unsupported-backend", "malformed"]
-)
+@pytest.mark.parametrize("url", ["mysql+pymysql://u@h/db", "not a url"], ids=["unsupported-backend", "malformed"])
 def test_bad_urls_are_config_errors(url: str) -> None:
     with pytest.raises(StoreConfigError):
         make_engine(url)

@@ -57,9 +57,7 @@ def minimal_pdf(contents: Sequence[bytes], *, flate: bool = True) -> bytes:
             b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792]"
             b" /Resources << /Font << /F1 3 0 R >> >> /Contents %d 0 R >>" % (5 + 2 * i)
         )
-        objects.append(
-            b"<< /Length %d%s >>\nstream\n" % (len(content), filter_entry) + content + b"\nendstream"
-        )
+        objects.append(b"<< /Length %d%s >>\nstream\n" % (len(content), filter_entry) + content + b"\nendstream")
     out = bytearray(b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n")
     offsets = []
     for number, body in enumerate(objects, start=1):

@@ -32,9 +32,7 @@ def test_reported_error_is_raised(tmp_path: Path) -> None:
     assert error.details["exception"] == "Demo"
 
 
-@pytest.mark.parametrize(
-    ("how", "reason"), [("segfault", "signal"), ("exit", "exit_code"), ("no_result", "reason")]
-)
+@pytest.mark.parametrize(("how", "reason"), [("segfault", "signal"), ("exit", "exit_code"), ("no_result", "reason")])
 def test_crashes_are_parser_crashed(how: str, reason: str, tmp_path: Path) -> None:
     error = run(how, tmp_path)
     assert error.code == "parser_crashed"

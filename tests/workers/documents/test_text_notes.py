@@ -58,9 +58,7 @@ def test_markdown_by_content() -> None:
 
 
 def test_declared_type_chooses_between_text_and_markdown_only() -> None:
-    assert (
-        read_document(NOTE.encode(), media_type="text/markdown; charset=utf-8").media_type == "text/markdown"
-    )
+    assert read_document(NOTE.encode(), media_type="text/markdown; charset=utf-8").media_type == "text/markdown"
     assert read_document(MARKDOWN_NOTE.encode(), media_type="text/plain").media_type == "text/plain"
     assert read_document(NOTE.encode(), media_type="application/octet-stream").media_type == "text/plain"
     doc = read_document(NOTE.encode(), media_type="application/pdf")
@@ -91,9 +89,7 @@ def test_invalid_utf8_after_the_sniffed_head() -> None:
     assert caught.value.details == {"byte_offset": 128 * 1024}
 
 
-@pytest.mark.parametrize(
-    "data", [b"", b" \n\t\r\n", b"\xef\xbb\xbf"], ids=["empty", "whitespace", "bom-only"]
-)
+@pytest.mark.parametrize("data", [b"", b" \n\t\r\n", b"\xef\xbb\xbf"], ids=["empty", "whitespace", "bom-only"])
 def test_empty_documents(data: bytes) -> None:
     with pytest.raises(DocumentError) as caught:
         read_document(data)

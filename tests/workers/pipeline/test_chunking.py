@@ -134,9 +134,7 @@ def test_denser_region_than_estimated_still_fits() -> None:
     assert chunks[-1].end == len(doc.text.rstrip())
 
 
-@pytest.mark.parametrize(
-    ("max_tokens", "overlap"), [(0, 0), (100, 100), (100, -1)], ids=["zero", "overlap-eq", "neg"]
-)
+@pytest.mark.parametrize(("max_tokens", "overlap"), [(0, 0), (100, 100), (100, -1)], ids=["zero", "overlap-eq", "neg"])
 def test_impossible_budgets_are_refused(max_tokens: int, overlap: int) -> None:
     with pytest.raises(ValueError):
         chunk_document(make_doc("text"), WordCounter(), max_tokens, overlap)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import Field
+
 from schemas.clinical_note import ClinicalNote
 from schemas.nda import NDA
 from workers.documents.model import Document
@@ -33,16 +35,26 @@ def nda(**fields: Any) -> dict[str, Any]:
     return NDA.model_validate(fields).model_dump(mode="json")
 
 
+class UnionNDA(NDA):
+    """The NDA fields with the default merge policy (lists unioned), to pin that policy."""
+
+    parties: list[str] = Field(default_factory=list, max_length=8)
+
+
+def union_nda(**fields: Any) -> dict[str, Any]:
+    return UnionNDA.model_validate(fields).model_dump(mode="json")
+
+
 def test_lists_are_unioned_without_near_duplicates() -> None:
     doc = make_doc(*NDA_PAGES)
     parts = [
-        (nda(parties=["NIKE, Inc.", "Eric Dean Sprunk"]), page_span(doc, 1)),
-        (nda(parties=["Nike Inc"]), page_span(doc, 2)),
-        (nda(parties=["eric dean sprunk", "Jeffrey M. Cava"]), page_span(doc, 3)),
+        (union_nda(parties=["NIKE, Inc.", "Eric Dean Sprunk"]), page_span(doc, 1)),
+        (union_nda(parties=["Nike Inc"]), page_span(doc, 2)),
+        (union_nda(parties=["eric dean sprunk", "Jeffrey M. Cava"]), page_span(doc, 3)),
     ]
-    merged = merge_records(parts, NDA, doc)
+    merged = merge_records(parts, UnionNDA, doc)
     assert merged["parties"] == ["NIKE, Inc.", "Eric Dean Sprunk", "Jeffrey M. Cava"]
-    NDA.model_validate(merged)
+    UnionNDA.model_validate(merged)
 
 
 def test_scalar_that_grounds_beats_a_more_frequent_one() -> None:
@@ -87,13 +99,13 @@ def test_list_over_its_limit_keeps_the_grounded_items() -> None:
     doc = make_doc(*NDA_PAGES)
     invented = [f"Invented Party {i}" for i in range(8)]
     parts = [
-        (nda(parties=invented), page_span(doc, 1)),
-        (nda(parties=["NIKE, Inc.", "Eric Dean Sprunk"]), page_span(doc, 1)),
+        (union_nda(parties=invented), page_span(doc, 1)),
+        (union_nda(parties=["NIKE, Inc.", "Eric Dean Sprunk"]), page_span(doc, 1)),
     ]
-    merged = merge_records(parts, NDA, doc)
+    merged = merge_records(parts, UnionNDA, doc)
     assert len(merged["parties"]) == 8
     assert {"NIKE, Inc.", "Eric Dean Sprunk"} <= set(merged["parties"])
-    NDA.model_validate(merged)
+    UnionNDA.model_validate(merged)
 
 
 def test_objects_merge_by_name_and_fill_missing_fields() -> None:
@@ -134,7 +146,38 @@ def test_objects_merge_by_name_and_fill_missing_fields() -> None:
 def test_a_name_with_and_without_its_legal_form_is_one_party_and_the_complete_one_wins() -> None:
     doc = make_doc("This Agreement is between Kite Pharma and Gilead. KITE PHARMA, INC. By: its officer.")
     parts = [
-        (nda(parties=["Kite Pharma", "Gilead"]), [(0, len(doc.text))]),
-        (nda(parties=["KITE PHARMA, INC."]), [(0, len(doc.text))]),
+        (union_nda(parties=["Kite Pharma", "Gilead"]), [(0, len(doc.text))]),
+        (union_nda(parties=["KITE PHARMA, INC."]), [(0, len(doc.text))]),
     ]
-    assert merge_records(parts, NDA, doc)["parties"] == ["KITE PHARMA, INC.", "Gilead"]
+    assert merge_records(parts, UnionNDA, doc)["parties"] == ["KITE PHARMA, INC.", "Gilead"]
+
+
+def test_fragments_and_misspellings_of_a_name_fold_into_one_entry() -> None:
+    text = "Agreement between Sears, Roebuck and Co. and Altimo Holdings & Investments Limited (Altimo)."
+    doc = make_doc(text)
+    whole = [(0, len(doc.text))]
+    parts = [
+        (union_nda(parties=["Sears", "Roebuck", "Co."]), whole),
+        (union_nda(parties=["Sears, Roebuck and Co.", "Altimo Holding & Investment Limited"]), whole),
+        (union_nda(parties=["Altimo Holdings & Investments Limited"]), whole),
+    ]
+    assert merge_records(parts, UnionNDA, doc)["parties"] == [
+        "Sears, Roebuck and Co.",
+        "Altimo Holdings & Investments Limited",
+    ]
+
+
+def test_distinct_parties_are_kept() -> None:
+    doc = make_doc("Agreement between Kite Pharma, Inc. and Gilead Sciences, Inc.")
+    parts = [(nda(parties=["Kite Pharma, Inc.", "Gilead Sciences, Inc."]), [(0, len(doc.text))])]
+    assert merge_records(parts, NDA, doc)["parties"] == ["Kite Pharma, Inc.", "Gilead Sciences, Inc."]
+
+
+def test_parties_come_whole_from_the_first_chunk_that_states_them() -> None:
+    doc = make_doc(*NDA_PAGES)
+    parts = [
+        (nda(parties=[]), page_span(doc, 1)),
+        (nda(parties=["NIKE, Inc.", "Eric Dean Sprunk"]), page_span(doc, 1)),
+        (nda(parties=["Jeffrey M. Cava"]), page_span(doc, 3)),  # a signatory on the signature page
+    ]
+    assert merge_records(parts, NDA, doc)["parties"] == ["NIKE, Inc.", "Eric Dean Sprunk"]

@@ -36,9 +36,7 @@ def document(text: str = TEXT, pages: int = 1) -> Document:
         parts.append(body)
         pos += len(body)
     joined = "".join(parts)
-    return Document(
-        joined, tuple(spans), "text/plain", hashlib.sha256(joined.encode()).hexdigest(), len(joined)
-    )
+    return Document(joined, tuple(spans), "text/plain", hashlib.sha256(joined.encode()).hexdigest(), len(joined))
 
 
 class ScriptedEngine:
@@ -94,9 +92,7 @@ def test_a_truncated_answer_is_retried_once_with_a_bigger_budget() -> None:
     ],
     ids=["truncated-twice", "not-json-twice", "invalid-twice"],
 )
-def test_a_second_failure_fails_the_document_with_no_partial_record(
-    answers: list[tuple[str, str]], code: str
-) -> None:
+def test_a_second_failure_fails_the_document_with_no_partial_record(answers: list[tuple[str, str]], code: str) -> None:
     with pytest.raises(OutputError) as info:
         extract_document(document(), get_schema("nda"), ScriptedEngine(answers))
     assert info.value.code == code
@@ -115,9 +111,7 @@ def test_values_not_in_the_source_are_rejected_and_flagged() -> None:
         "term": None,
     }
     assert set(record["rejected"]) == {"parties.1", "effective_date", "term"}
-    assert {f["path"] for f in record["flags"] if f["code"] == "not_found_in_source"} == set(
-        record["rejected"]
-    )
+    assert {f["path"] for f in record["flags"] if f["code"] == "not_found_in_source"} == set(record["rejected"])
     for path, items in record["evidence"].items():
         for item in items:
             assert document().text[item["start"] : item["end"]] == item["text"], path
