@@ -231,6 +231,73 @@ def serve(
         fail(e.code, e.message, e.details)
 
 
+EXIT_INTERRUPTED = 130
+
+
+def run_cli_batch(
+    source: str,
+    schema: str,
+    *,
+    out: Path | None = None,
+    tenant: str = "local",
+    wait: bool = True,
+    retry_failed: bool = False,
+    engine: Any = None,
+) -> None:
+    """The body of `abstractor batch` (tests call it with a deterministic `engine` from a wrapper script)."""
+    from service.batch import BatchError, run_batch
+    from service.store.errors import StoreError
+
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    try:
+        with progress_bar(f"batch ({schema})") as bar:
+            task = bar.add_task("batch", total=None)
+            summary = run_batch(
+                settings,
+                source,
+                schema,
+                out_dir=out,
+                engine=engine,
+                tenant=tenant,
+                wait=wait,
+                retry=retry_failed,
+                progress=lambda done, total: bar.update(task, completed=done, total=total),
+            )
+    except KeyboardInterrupt:
+        # The manifest and every finished job are committed; the job that was running is requeued on restart.
+        error = {"code": "interrupted", "message": "batch interrupted; run the same command again to resume"}
+        sys.stderr.write(json.dumps({"error": error}) + "\n")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    except BatchError as e:
+        fail(e.code, e.message)
+    except SchemaError as e:
+        fail(e.code, str(e))
+    except (StoreError, WorkerError) as e:
+        fail(e.code, e.message, e.details)
+    sys.stdout.write(json.dumps(vars(summary)) + "\n")
+
+
+@app.command()
+def batch(
+    source: Annotated[str, typer.Argument(help="A folder (walked for .pdf/.txt/.md), a glob (quote it), or a file.")],
+    schema: Annotated[str, typer.Option("--schema", "-s", help="Schema name or name@version.")],
+    out: Annotated[
+        Path | None, typer.Option(help="Where results.jsonl/.csv/.parquet go (default: DATA_DIR/batches/<id>).")
+    ] = None,
+    tenant: Annotated[str, typer.Option(help="Tenant the documents and jobs belong to (created if new).")] = "local",
+    wait: Annotated[bool, typer.Option(help="With a broker: wait for the workers, then export.")] = True,
+    retry_failed: Annotated[bool, typer.Option(help="Queue this batch's failed documents again.")] = False,
+) -> None:
+    """Extract every document of an archive: deduplicated by sha256, resumable, exported as JSONL/CSV/Parquet.
+
+    Without ABSTRACTOR_BROKER_URL this process runs the jobs itself (embedded model, SQLite by default);
+    with it, it only enqueues and polls. Run the same command again after an interruption: documents
+    already extracted with this schema and model are not extracted again. Last stdout line: a JSON summary.
+    """
+    run_cli_batch(source, schema, out=out, tenant=tenant, wait=wait, retry_failed=retry_failed)
+
+
 @app.command()
 def migrate(revision: Annotated[str, typer.Argument(help="Target revision.")] = "head") -> None:
     """Apply the database migrations to ABSTRACTOR_DATABASE_URL (run as the tables' owner)."""
@@ -245,9 +312,67 @@ def migrate(revision: Annotated[str, typer.Argument(help="Target revision.")] = 
         fail(e.code, e.message, e.details)
 
 
+@app.command()
+def api(
+    host: Annotated[str, typer.Option(help="Interface to listen on (0.0.0.0: every interface).")] = "0.0.0.0",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+) -> None:
+    """Serve the production REST API; with ABSTRACTOR_BROKER_URL set, the outbox relay runs beside it."""
+    from service.production import serve_api
+    from service.store.errors import StoreError
+
+    try:
+        serve_api(host, port, get_settings())
+    except (StoreError, WorkerError) as e:
+        fail(e.code, e.message, e.details)
+
+
+@app.command()
+def relay() -> None:
+    """Publish queued jobs to Redis and requeue jobs whose worker was lost, until SIGTERM."""
+    from service.production import run_relay
+    from service.store.errors import StoreError
+
+    try:
+        run_relay(get_settings())
+    except (StoreError, WorkerError) as e:
+        fail(e.code, e.message, e.details)
+
+
+@app.command()
+def worker(
+    concurrency: Annotated[int, typer.Option(min=1, help="Jobs run at once (processes, each with its engine).")] = 1,
+) -> None:
+    """Run a Celery worker on the `extractions` queue (the engine loads on the first job), until SIGTERM."""
+    from service.production import run_worker
+    from service.store.errors import StoreError
+
+    try:
+        run_worker(get_settings(), concurrency=concurrency)
+    except (StoreError, WorkerError) as e:
+        fail(e.code, e.message, e.details)
+
+
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point; settings are read lazily, so their errors surface here as one JSON line."""
+    from pydantic import ValidationError
+
+    try:
+        app()
+    except ValidationError as e:
+        if e.title != "Settings":
+            raise
+        problems = [
+            {"setting": "ABSTRACTOR_" + ".".join(str(p) for p in err["loc"]).upper(), "message": err["msg"]}
+            for err in e.errors(include_input=False)
+        ]
+        error = {
+            "code": "invalid_settings",
+            "message": "invalid ABSTRACTOR_* settings",
+            "details": {"errors": problems},
+        }
+        sys.stderr.write(json.dumps({"error": error}) + "\n")
+        sys.exit(EXIT_FAILURE)
 
 
 if __name__ == "__main__":

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal, Self
+from typing import Annotated, Literal, Self
 
-from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 MIN_ADMIN_TOKEN_CHARS = 24
 _PLACEHOLDERS = frozenset(
@@ -55,15 +56,45 @@ class Settings(BaseSettings):
     parse_timeout_s: float = 15.0
     parse_memory_mb: int = 1024
 
-    # Engine.
-    engine: Literal["llamacpp"] = "llamacpp"
+    # OCR of PDF pages without a usable text layer (scans), in its own limited child process, offline.
+    ocr_enabled: bool = True
+    ocr_engine: Literal["rapidocr", "tesseract"] = Field(
+        default="rapidocr", description="rapidocr (models in the wheel) or Debian's tesseract (tesseract-ocr)."
+    )
+    ocr_max_pages: int = Field(default=50, description="Pages OCR'd per document; the rest keep no text.")
+    ocr_timeout_s: float = Field(default=300.0, description="Wall-clock limit of the OCR child per document.")
+    ocr_memory_mb: int = 2048
+    ocr_max_pixels: int = Field(default=100_000_000, description="Larger page images are refused (too_large).")
+    ocr_min_confidence: float = Field(default=0.8, description="OCR pages below this are flagged in the record.")
+    ocr_dpi: int = 300
+    ocr_threads: int = Field(default=1, description="CPU threads the OCR engine may use.")
+
+    # Engine: the embedded CPU model, a vLLM (OpenAI-compatible) server, or vLLM in this process.
+    engine: Literal["llamacpp", "openai", "vllm"] = "llamacpp"
     grammar_backend: Literal["llguidance", "outlines_core", "xgrammar"] = "llguidance"
     model_path: Path | None = Field(default=None, description="A GGUF file; default: the embedded model.")
     model_sha256: str | None = Field(
         default=None, description="Pinned digest of model_path; the file is refused if it differs."
     )
     n_threads: int | None = None
-    n_ctx: int = 4096
+    n_ctx: int = Field(default=4096, description="Context window (llama.cpp n_ctx, vLLM max_model_len).")
+    openai_base_url: str | None = Field(
+        default=None, description="OpenAI-compatible API of the engine server, e.g. http://vllm:8000/v1."
+    )
+    openai_model: str = Field(default="abstractor", description="Served model name (vllm serve --served-model-name).")
+    openai_api_key: SecretStr | None = Field(default=None, description="Bearer key of the server (vllm --api-key).")
+    openai_max_retries: int = Field(default=2, ge=0, description="Retries of a 5xx/timeout before a transient error.")
+    openai_response_format: Literal["json_schema", "json_object"] = Field(
+        default="json_schema",
+        description="json_schema (OpenAI, vLLM); json_object+schema for llama-cpp-python's server.",
+    )
+    engine_concurrency: int = Field(default=16, ge=1, description="Requests in flight to the engine server.")
+    request_timeout_s: float = Field(
+        default=120.0, gt=0, description="Limit for one engine request, queueing included."
+    )
+    vllm_model: str | None = Field(default=None, description="Weights (path or id) of in-process vLLM.")
+    vllm_structured_backend: Literal["xgrammar", "guidance", "outlines"] = "xgrammar"
+    vllm_gpu_memory_utilization: float = Field(default=0.9, gt=0, le=1)
     max_new_tokens: int = 384
     reject_ungrounded: bool = Field(
         default=True, description="Move values not found in the source from `data` to `rejected` (flagged)."
@@ -81,6 +112,74 @@ class Settings(BaseSettings):
         default=None,
         description="Redis URL of the Celery broker (readiness pings it); None in embedded mode.",
     )
+
+    # Queue (Celery on Redis, workers/celery_app.py) and its repair crew (service/relay.py).
+    task_soft_time_limit_s: float = Field(default=1800.0, gt=0, description="A job past this fails as time_limit.")
+    task_time_limit_s: float = Field(default=1860.0, gt=0, description="The worker process is killed past this.")
+    job_deadline_margin_s: float = Field(
+        default=60.0, ge=0, description="A running job's deadline is its start + hard limit + this (then requeued)."
+    )
+    broker_visibility_timeout_s: float | None = Field(
+        default=None, gt=0, description="Redis redelivers an unacked message after this; default: deadline + margin."
+    )
+    broker_health_check_s: float = Field(default=10.0, gt=0, description="Idle broker connections are PINGed first.")
+    relay_poll_s: float = Field(default=1.0, gt=0, description="The relay looks for unsent outbox rows this often.")
+    relay_batch: int = Field(default=100, ge=1, description="Outbox rows claimed per relay pass.")
+    reconcile_interval_s: float = Field(default=30.0, gt=0, description="How often stuck jobs are looked for.")
+    queued_timeout_s: float = Field(
+        default=3600.0, gt=0, description="A job still queued this long after its message was sent is sent again."
+    )
+    retry_backoff_s: float = Field(
+        default=10.0, ge=0, description="A transient fault requeues the job after this, doubled per attempt."
+    )
+
+    @model_validator(mode="after")
+    def _check_queue_limits(self) -> Self:
+        # Redis must not hand a message to a second worker while the first may still be running it.
+        if self.task_soft_time_limit_s >= self.task_time_limit_s:
+            raise ValueError("ABSTRACTOR_TASK_SOFT_TIME_LIMIT_S must be below ABSTRACTOR_TASK_TIME_LIMIT_S")
+        if self.broker_visibility_timeout_s is not None and self.broker_visibility_timeout_s <= self.task_time_limit_s:
+            raise ValueError("ABSTRACTOR_BROKER_VISIBILITY_TIMEOUT_S must exceed ABSTRACTOR_TASK_TIME_LIMIT_S")
+        return self
+
+    # Webhooks: signed job notifications (service/webhooks.py), delivered from the webhook outbox.
+    webhook_secret: SecretStr | None = Field(
+        default=None, description="HMAC-SHA256 key signing webhook notifications; None refuses webhook_url."
+    )
+    webhook_allow_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Hosts or CIDRs (comma-separated) allowed although they resolve to loopback/private addresses.",
+    )
+    webhook_timeout_s: float = Field(default=10.0, gt=0, description="Per-attempt timeout of a webhook POST.")
+    webhook_max_attempts: int = Field(default=8, ge=1, description="Attempts before a notification is given up.")
+    webhook_backoff_s: float = Field(
+        default=5.0, gt=0, description="Wait before the first retry; doubled each time, capped at an hour."
+    )
+
+    @field_validator("webhook_allow_hosts", mode="before")
+    @classmethod
+    def _split_allow_hosts(cls, value: object) -> object:
+        # `a,b` or a JSON list, from the environment; a list from code.
+        if isinstance(value, str):
+            stripped = value.strip()
+            if stripped.startswith("["):
+                return json.loads(stripped)
+            return [part.strip() for part in stripped.split(",") if part.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _refuse_placeholder_webhook_secret(self) -> Self:
+        # A guessable signing key lets anyone forge notifications that receivers would trust.
+        if (
+            self.environment != "development"
+            and self.webhook_secret is not None
+            and is_placeholder_secret(self.webhook_secret.get_secret_value())
+        ):
+            raise ValueError(
+                "ABSTRACTOR_WEBHOOK_SECRET is empty, a placeholder or shorter than "
+                f"{MIN_ADMIN_TOKEN_CHARS} characters; set a random secret or unset it"
+            )
+        return self
 
     @model_validator(mode="after")
     def _refuse_placeholder_admin_token(self) -> Self:

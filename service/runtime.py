@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from service.config import Settings
-from workers.documents.model import LimitsSpec
+from workers.documents.model import LimitsSpec, OcrSpec
 from workers.engines.factory import build_engine
 from workers.engines.model_files import QWEN25_CODER_05B
 from workers.engines.protocol import Engine
@@ -18,6 +20,23 @@ def limits_from(settings: Settings) -> LimitsSpec:
         max_chars=settings.max_chars,
         timeout_s=settings.parse_timeout_s,
         memory_mb=settings.parse_memory_mb,
+        ocr=ocr_from(settings),
+    )
+
+
+def ocr_from(settings: Settings) -> OcrSpec | None:
+    """The OCR settings, or None when OCR is turned off."""
+    if not settings.ocr_enabled:
+        return None
+    return OcrSpec(
+        engine=settings.ocr_engine,
+        max_pages=settings.ocr_max_pages,
+        timeout_s=settings.ocr_timeout_s,
+        max_pixels=settings.ocr_max_pixels,
+        min_confidence=settings.ocr_min_confidence,
+        dpi=settings.ocr_dpi,
+        memory_mb=settings.ocr_memory_mb,
+        threads=settings.ocr_threads,
     )
 
 
@@ -41,10 +60,28 @@ def engine_from(settings: Settings) -> Engine:
         cache_dir=settings.data_dir / "models",
         n_ctx=settings.n_ctx,
         n_threads=settings.n_threads,
+        openai_base_url=settings.openai_base_url,
+        openai_model=settings.openai_model,
+        openai_api_key=settings.openai_api_key.get_secret_value() if settings.openai_api_key else None,
+        openai_max_retries=settings.openai_max_retries,
+        openai_response_format=settings.openai_response_format,
+        concurrency=settings.engine_concurrency,
+        request_timeout_s=settings.request_timeout_s,
+        vllm_model=settings.vllm_model,
+        vllm_backend=settings.vllm_structured_backend,
+        vllm_gpu_memory_utilization=settings.vllm_gpu_memory_utilization,
     )
 
 
 def model_ref(settings: Settings) -> tuple[str, str]:
-    """(model, backend) that jobs are keyed by: the engine these settings build, without loading it."""
+    """(model, backend) that jobs are keyed by: the engine these settings build, without loading it.
+
+    Must equal `(engine.info.model, f"{engine.info.engine}+{engine.info.grammar_backend}")` of that engine.
+    """
+    if settings.engine == "openai":
+        return settings.openai_model, "openai+server"
+    if settings.engine == "vllm":
+        model = Path(settings.vllm_model or "").name or (settings.vllm_model or "")
+        return model, f"vllm+{settings.vllm_structured_backend}"
     model = settings.model_path.stem if settings.model_path is not None else QWEN25_CODER_05B.name
     return model, f"{settings.engine}+{settings.grammar_backend}"

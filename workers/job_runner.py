@@ -4,12 +4,19 @@ A worker receives a job id only. `run_job` moves the job queued→running (a gua
 redelivered message or a second worker does nothing), reads the document from the store, runs the
 pure pipeline, and stores the result together with the succeeded status and its audit event in one
 transaction. Bad input fails the job for good with an error code; a transient fault requeues it until
-`MAX_ATTEMPTS`. Logs and audit rows carry ids, codes, counts and timings, never document text or
-extracted values, and exception messages are not logged (a third-party one may quote its input).
+`MAX_ATTEMPTS`. A job with a webhook URL gets its notification queued (a `webhook_deliveries` row) in the
+transaction that settles it; `service.webhooks` delivers it after commit. Logs and audit rows carry
+ids, codes, counts and timings, never document text or extracted values, and exception messages are
+not logged (a third-party one may quote its input).
+
+A started job gets a deadline (its worker's hard time limit plus a margin): a job still running past it
+lost its worker, and the reconciler (`service.relay`) requeues it, or fails it once `MAX_ATTEMPTS` runs
+have started. Attempts are counted when a run starts, so a run killed mid-way still counts.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import time
 import uuid
@@ -26,7 +33,7 @@ from schemas.user_schema import UserSchema, load_user_schema
 from service.store import audit
 from service.store import repositories as repo
 from service.store.errors import StoreError, is_transient
-from service.store.models import AuditOutcome, JobStatus
+from service.store.models import AuditOutcome, JobStatus, utcnow
 from workers.documents import read_document
 from workers.documents.model import LimitsSpec
 from workers.engines.protocol import Engine
@@ -37,7 +44,9 @@ log = logging.getLogger(__name__)
 
 ACTOR = "worker"
 MAX_ATTEMPTS = 3
-"""Transient failures requeue a job until it has run this many times; then it fails."""
+"""Transient failures (and lost workers, see service.relay) requeue a job until it has run this many times."""
+
+TIME_LIMIT_CODE = "time_limit"
 
 
 @dataclass(frozen=True)
@@ -94,13 +103,18 @@ def _event(
     )
 
 
-def _start(session_factory: sessionmaker[Session], job_id: uuid.UUID, request_id: str | None) -> tuple[uuid.UUID, int]:
+def _start(
+    session_factory: sessionmaker[Session], job_id: uuid.UUID, request_id: str | None, run_deadline_s: float | None
+) -> tuple[uuid.UUID, int]:
     with session_factory.begin() as session:
         job = repo.load_job(session, job_id)
         if job is None:
             raise _Skip("unknown job")
         if not repo.transition(session, job, [JobStatus.QUEUED], JobStatus.RUNNING):
             raise _Skip("not queued")
+        if run_deadline_s is not None:
+            # Past this the run cannot be alive (its worker's hard limit killed it): the reconciler takes over.
+            job.deadline = utcnow() + dt.timedelta(seconds=run_deadline_s)
         _event(
             session,
             job.tenant_id,
@@ -152,6 +166,8 @@ def _finish(
         if not repo.transition(session, job_id, [JobStatus.RUNNING], JobStatus.SUCCEEDED, timings=record["timings"]):
             # Someone else settled the job meanwhile: roll the result back with it.
             raise _Skip("job left running state")
+        # The notification commits with the status (a webhook outbox row), so a crash cannot lose it.
+        repo.enqueue_job_webhook(session, job_id)
         _event(
             session,
             tenant_id,
@@ -170,9 +186,11 @@ def _fail(
     attempts: int,
     error: BaseException,
     request_id: str | None,
+    retry_backoff_s: float = 0.0,
+    time_limit_errors: tuple[type[BaseException], ...] = (),
 ) -> str:
     """Fail the job (or requeue it when the fault is transient and attempts remain); returns the status."""
-    code, message = _error_info(error)
+    code, message = _error_info(error, time_limit_errors)
     retry = (isinstance(error, TransientError) or is_transient(error)) and attempts < MAX_ATTEMPTS
     with session_factory.begin() as session:
         if retry:
@@ -180,12 +198,18 @@ def _fail(
                 session, job_id, [JobStatus.RUNNING], JobStatus.QUEUED, error_code=code, error_message=message
             )
             if moved:
-                repo.add_outbox(session, job_id)
+                message_row = repo.add_outbox(session, job_id)
+                if retry_backoff_s > 0:
+                    # A lease nobody holds: the relay publishes the message once it lapses (backoff).
+                    delay = retry_backoff_s * 2 ** max(0, attempts - 1)
+                    message_row.claimed_until = utcnow() + dt.timedelta(seconds=delay)
             status = JobStatus.QUEUED
         else:
             moved = repo.transition(
                 session, job_id, [JobStatus.RUNNING], JobStatus.FAILED, error_code=code, error_message=message
             )
+            if moved:
+                repo.enqueue_job_webhook(session, job_id)
             status = JobStatus.FAILED
         if moved:
             _event(
@@ -200,8 +224,10 @@ def _fail(
     return status.value if moved else "skipped"
 
 
-def _error_info(error: BaseException) -> tuple[str, str]:
+def _error_info(error: BaseException, time_limit_errors: tuple[type[BaseException], ...] = ()) -> tuple[str, str]:
     """A code and a message safe to store and show: ours say what failed, never what the document says."""
+    if time_limit_errors and isinstance(error, time_limit_errors):
+        return TIME_LIMIT_CODE, "the job ran past its time limit"
     if isinstance(error, WorkerError | StoreError):
         return error.code, error.message
     if isinstance(error, SchemaError):
@@ -219,15 +245,21 @@ def run_job(
     *,
     blob_dir: Path | None = None,
     request_id: str | None = None,
+    run_deadline_s: float | None = None,
+    retry_backoff_s: float = 0.0,
+    time_limit_errors: tuple[type[BaseException], ...] = (),
 ) -> None:
     """Run one job to succeeded or failed (or requeued, for a transient fault); never raises for the job's own faults.
 
     `engine` may be a zero-argument factory, called only once the job has really started (lazy model
     loading). Store errors while recording the outcome propagate: the caller's queue retries delivery.
+    `run_deadline_s` sets the started job's deadline; a transient fault's requeue waits
+    `retry_backoff_s * 2**(attempt-1)`; `time_limit_errors` (the queue's soft time limit) fail the job as
+    `time_limit` rather than as a bug (a document that slow will be as slow again).
     """
     started = time.perf_counter()
     try:
-        tenant_id, attempts = _start(session_factory, job_id, request_id)
+        tenant_id, attempts = _start(session_factory, job_id, request_id, run_deadline_s)
     except _Skip as e:
         log.info("job skipped", extra={"job_id": str(job_id), "reason": str(e)})
         return
@@ -242,8 +274,10 @@ def run_job(
         log.info("job skipped", extra={"job_id": str(job_id), "reason": str(e)})
         return
     except Exception as error:  # noqa: BLE001 - every fault of the job ends in a recorded state
-        status = _fail(session_factory, job_id, tenant_id, attempts, error, request_id)
-        code, _ = _error_info(error)
+        status = _fail(
+            session_factory, job_id, tenant_id, attempts, error, request_id, retry_backoff_s, time_limit_errors
+        )
+        code, _ = _error_info(error, time_limit_errors)
         log.warning(
             "job failed",
             extra={

@@ -13,10 +13,11 @@ from service.api import usecases
 from service.api.context import ApiContext, Background
 from service.api.errors import install_error_handlers
 from service.api.observability import Metrics, RequestContextMiddleware, quiet_content_loggers
-from service.api.routers import admin, documents, extractions, health, schemas
+from service.api.routers import admin, batches, documents, extractions, health, schemas
 from service.config import Settings
 from service.runtime import model_ref
 from service.store.session import make_engine, make_session_factory
+from service.webhooks import WebhookDeliverer
 
 log = logging.getLogger(__name__)
 
@@ -52,13 +53,20 @@ def create_app(
     )
     ctx.metrics.watch_job_counts(lambda: usecases.job_counts(ctx))
 
+    # Embedded mode delivers its own webhooks; elsewhere the deliverer runs beside the outbox relay.
+    deliverer = WebhookDeliverer.from_settings(session_factory, settings) if background is not None else None
+
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         if background is not None:
             background.start()
+        if deliverer is not None:
+            deliverer.start()
         try:
             yield
         finally:
+            if deliverer is not None:
+                deliverer.stop()
             if background is not None:
                 background.stop()
             if owns_engine and session_factory is not None:
@@ -75,6 +83,13 @@ def create_app(
     app.state.ctx = ctx
     install_error_handlers(app)
     app.add_middleware(RequestContextMiddleware, metrics=ctx.metrics)
-    for router in (documents.router, extractions.router, schemas.router, admin.router, health.router):
+    for router in (
+        documents.router,
+        extractions.router,
+        batches.router,
+        schemas.router,
+        admin.router,
+        health.router,
+    ):
         app.include_router(router)
     return app

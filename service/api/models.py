@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
+from pydantic import AnyUrl, BaseModel, ConfigDict, Field, UrlConstraints
 
 SCHEMA_NAME_PATTERN = r"^[a-z][a-z0-9_\-]{0,99}$"
+
+WebhookUrl = Annotated[AnyUrl, UrlConstraints(max_length=2000, allowed_schemes=["http", "https"])]
+WEBHOOK_DESCRIPTION = (
+    "POSTed a signed notification (ids and status only) when the job succeeds or fails; see README, Webhooks. "
+    "A URL resolving to a loopback, private, link-local or metadata address is refused with 422 "
+    "`webhook_url_refused` unless the operator allow-listed it."
+)
 
 
 class ErrorInfo(BaseModel):
@@ -44,9 +51,7 @@ class ExtractionIn(BaseModel):
     document_id: uuid.UUID
     schema_name: str = Field(pattern=SCHEMA_NAME_PATTERN, examples=["nda", "clinical_note"])
     schema_version: int | None = Field(default=None, ge=1, le=1_000_000)
-    webhook_url: AnyHttpUrl | None = Field(
-        default=None, description="Not supported yet: a non-null value is refused with 422."
-    )
+    webhook_url: WebhookUrl | None = Field(default=None, description=WEBHOOK_DESCRIPTION)
 
 
 class RecordOut(BaseModel):
@@ -152,3 +157,33 @@ class Readiness(BaseModel):
 
     status: Literal["ready", "not_ready"]
     checks: dict[str, str]
+
+
+class BatchIn(BaseModel):
+    """Extract uploaded documents with one schema as a batch; repeated ids (or equal content) count once."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    document_ids: list[uuid.UUID] = Field(min_length=1, max_length=10_000)
+    schema_name: str = Field(pattern=SCHEMA_NAME_PATTERN, examples=["nda"])
+    schema_version: int | None = Field(default=None, ge=1, le=1_000_000)
+    name: str | None = Field(
+        default=None, max_length=200, pattern=r"^\S(.*\S)?$", description="A label, e.g. the archive it came from."
+    )
+    webhook_url: WebhookUrl | None = Field(default=None, description=WEBHOOK_DESCRIPTION)
+
+
+class BatchOut(BaseModel):
+    """A batch and its progress: items per job status; `done` once every item has succeeded or failed."""
+
+    id: uuid.UUID
+    name: str
+    schema_name: str
+    schema_version: int
+    model: str
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    documents: int
+    counts: dict[str, int]
+    done: bool
+    new_jobs: int | None = Field(default=None, description="On creation: jobs queued now (the rest existed).")

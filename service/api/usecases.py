@@ -20,6 +20,8 @@ from sqlalchemy.orm import Session
 from schemas.errors import InvalidSchemaError, UnknownSchemaError
 from schemas.registry import get_schema, list_schemas
 from schemas.user_schema import load_user_schema
+from service import batch as batches
+from service import webhooks
 from service.api.context import Actor, ApiContext
 from service.api.errors import (
     NOT_FOUND_MESSAGE,
@@ -32,6 +34,8 @@ from service.api.errors import (
 )
 from service.api.models import (
     ApiKeyCreated,
+    BatchIn,
+    BatchOut,
     DocumentOut,
     ErrorInfo,
     ExtractionIn,
@@ -45,7 +49,7 @@ from service.api.models import (
 )
 from service.store import audit
 from service.store import repositories as repo
-from service.store.models import AuditOutcome, Document, Job, Result, UserSchema
+from service.store.models import AuditOutcome, Batch, Document, Job, Result, UserSchema
 from service.store.session import head_revision
 from workers.documents import DocumentError, sniff_media_type
 from workers.documents.sniff import SNIFF_BYTES
@@ -260,10 +264,7 @@ def submit_extraction(ctx: ApiContext, actor: Actor, request_id: str, body: Extr
     """Queue a job (job row + outbox row + audit event, one transaction), or return the existing one."""
     tenant_id = actor.tenant()
     try:
-        if body.webhook_url is not None:
-            raise UnprocessableError(
-                "webhooks are not supported yet; poll GET /v1/extractions/{id}", code="webhook_unsupported"
-            )
+        webhook_url = check_webhook(ctx, body.webhook_url)
         with ctx.session_factory.begin() as session:
             if repo.get_document(session, tenant_id, body.document_id) is None:
                 raise _not_found("document")
@@ -277,6 +278,7 @@ def submit_extraction(ctx: ApiContext, actor: Actor, request_id: str, body: Extr
                 model=ctx.model,
                 backend=ctx.backend,
                 user_schema=user,
+                webhook_url=webhook_url,
             )
             if created:
                 repo.add_outbox(session, job.id)
@@ -333,6 +335,139 @@ def read_extraction(ctx: ApiContext, actor: Actor, request_id: str, job_id: uuid
     if out is None:
         raise _not_found("extraction")
     return out
+
+
+# --- webhooks and batches ----------------------------------------------------------------------------
+
+
+def check_webhook(ctx: ApiContext, url: object | None) -> str | None:
+    """The URL to store, or a 422: webhooks need a signing secret, and the URL must pass the SSRF guard.
+
+    The guard runs again before every delivery attempt (DNS may answer differently by then).
+    """
+    if url is None:
+        return None
+    text_url = str(url)
+    try:
+        webhooks.check_webhook_url(text_url, ctx.settings.webhook_allow_hosts)
+    except webhooks.WebhookUrlRefused as e:
+        raise UnprocessableError(e.message, code=e.code, details={"reason": e.reason}) from e
+    if ctx.settings.webhook_secret is None:
+        raise UnprocessableError(
+            "webhooks are off: the operator has set no ABSTRACTOR_WEBHOOK_SECRET; poll instead",
+            code="webhooks_disabled",
+        )
+    return text_url
+
+
+def _batch_out(batch: Batch, state: dict[str, int], new_jobs: int | None = None) -> BatchOut:
+    return BatchOut(
+        id=batch.id,
+        name=batch.source,
+        schema_name=batch.schema_name,
+        schema_version=batch.schema_version,
+        model=batch.model,
+        created_at=batch.created_at,
+        updated_at=batch.updated_at,
+        documents=state["total"],
+        counts={k: v for k, v in state.items() if k not in ("total", "done")},
+        done=state["done"] >= state["total"],
+        new_jobs=new_jobs,
+    )
+
+
+def submit_batch(ctx: ApiContext, actor: Actor, request_id: str, body: BatchIn) -> BatchOut:
+    """A new batch over uploaded documents: one item per distinct content, jobs deduplicated, one transaction."""
+    tenant_id = actor.tenant()
+    try:
+        webhook_url = check_webhook(ctx, body.webhook_url)
+        with ctx.session_factory.begin() as session:
+            documents: dict[str, Document] = {}
+            copies: dict[str, int] = {}
+            for document_id in body.document_ids:
+                document = repo.get_document(session, tenant_id, document_id)
+                if document is None:
+                    raise NotFoundError(NOT_FOUND_MESSAGE, details={"resource": "document", "id": str(document_id)})
+                documents.setdefault(document.sha256, document)
+                copies[document.sha256] = copies.get(document.sha256, 0) + 1
+            name, version, user = _resolve_schema(session, tenant_id, body.schema_name, body.schema_version)
+            batch = repo.create_batch(
+                session,
+                tenant_id,
+                source=body.name or f"api:{request_id}",
+                schema_name=name,
+                schema_version=version,
+                model=ctx.model,
+                backend=ctx.backend,
+                webhook_url=webhook_url,
+            )
+            new_jobs = 0
+            for sha256, document in documents.items():
+                _, created = batches.enqueue_item(
+                    session,
+                    batch,
+                    sha256=sha256,
+                    name=str(document.id),
+                    document_id=document.id,
+                    copies=copies[sha256],
+                    user_schema=user,
+                )
+                new_jobs += int(created)
+            _audit(
+                session,
+                actor,
+                request_id,
+                "batch.submit",
+                "batch",
+                batch.id,
+                AuditOutcome.SUCCESS,
+                {"documents": len(documents), "new_jobs": new_jobs, "schema_ref": f"{name}@{version}"},
+            )
+            session.flush()
+            state = _batch_state(session, batch.id)
+            out = _batch_out(batch, state, new_jobs)
+    except (NotFoundError, UnprocessableError, UnknownSchemaError) as e:
+        _audit_refusal(ctx, actor, request_id, "batch.submit", "batch", None, e)
+        raise
+    if new_jobs and ctx.background is not None:
+        ctx.background.wake()
+    log.info("batch submitted", extra={"batch_id": str(out.id), "documents": out.documents, "new_jobs": new_jobs})
+    return out
+
+
+def _batch_state(session: Session, batch_id: uuid.UUID) -> dict[str, int]:
+    by_status = repo.batch_status_counts(session, batch_id)
+    state = {s: by_status.get(s, 0) for s in ("pending", "queued", "running", "succeeded", "failed")}
+    state["total"] = sum(by_status.values())
+    state["done"] = state["succeeded"] + state["failed"]
+    return state
+
+
+def read_batch(ctx: ApiContext, actor: Actor, request_id: str, batch_id: uuid.UUID) -> BatchOut:
+    """A batch's progress; unknown and foreign ids are the same 404."""
+    with ctx.session_factory.begin() as session:
+        batch = repo.get_batch(session, actor.tenant(), batch_id)
+        outcome = AuditOutcome.SUCCESS if batch is not None else AuditOutcome.DENIED
+        details = None if batch is not None else {"error_code": "not_found", "status": 404}
+        _audit(session, actor, request_id, "batch.read", "batch", batch_id, outcome, details)
+        out = None if batch is None else _batch_out(batch, _batch_state(session, batch.id))
+    if out is None:
+        raise _not_found("batch")
+    return out
+
+
+def batch_export_rows(ctx: ApiContext, actor: Actor, request_id: str, batch_id: uuid.UUID, fmt: str) -> list[Any]:
+    """Every item's export row (records included), after an audited ownership check."""
+    with ctx.session_factory.begin() as session:
+        batch = repo.get_batch(session, actor.tenant(), batch_id)
+        outcome = AuditOutcome.SUCCESS if batch is not None else AuditOutcome.DENIED
+        details: dict[str, object] = (
+            {"format": fmt} if batch is not None else {"error_code": "not_found", "status": 404}
+        )
+        _audit(session, actor, request_id, "batch.export", "batch", batch_id, outcome, details)
+    if batch is None:
+        raise _not_found("batch")
+    return list(batches.iter_export_rows(ctx.session_factory, batch_id))
 
 
 # --- schemas -----------------------------------------------------------------------------------------

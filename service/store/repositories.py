@@ -30,6 +30,8 @@ from service.store.errors import (
 )
 from service.store.models import (
     ApiKey,
+    Batch,
+    BatchItem,
     BlobStorage,
     Document,
     DocumentBlob,
@@ -39,6 +41,7 @@ from service.store.models import (
     Result,
     Tenant,
     UserSchema,
+    WebhookDelivery,
     utcnow,
 )
 
@@ -324,11 +327,13 @@ def create_job(
     backend: str,
     deadline: dt.datetime | None = None,
     user_schema: UserSchema | None = None,
+    webhook_url: str | None = None,
 ) -> tuple[Job, bool]:
     """The job for (tenant, document, schema, model): the existing one, or a new queued one.
 
     Returns (job, created); add the outbox message only when `created`. A user schema is frozen by
-    its first job.
+    its first job. `webhook_url` (checked by the caller) is set on a new job only: the existing one
+    keeps its own.
     """
     if get_document(session, tenant_id, document_id) is None:
         raise BadInputStoreError(f"unknown document {document_id}", code="unknown_document")
@@ -352,6 +357,7 @@ def create_job(
         status=JobStatus.QUEUED,
         attempts=0,
         deadline=deadline,
+        webhook_url=webhook_url,
     )
     job, created = _insert_or_get(session, job, lambda: _find_job(session, *key))
     if created and user_schema is not None:
@@ -527,4 +533,281 @@ def count_unsent_outbox(session: Session) -> int:
     """Messages not yet published (a gauge for the relay's health)."""
     return int(
         session.scalar(select(func.count()).select_from(OutboxMessage).where(OutboxMessage.sent_at.is_(None))) or 0
+    )
+
+
+# --- batches -----------------------------------------------------------------------------------------
+
+
+def create_batch(
+    session: Session,
+    tenant_id: uuid.UUID,
+    *,
+    source: str,
+    schema_name: str,
+    schema_version: int,
+    model: str,
+    backend: str,
+    webhook_url: str | None = None,
+) -> Batch:
+    """A new, empty batch manifest."""
+    batch = Batch(
+        id=uuid.uuid4(),
+        tenant_id=tenant_id,
+        source=source[:1000],
+        schema_name=schema_name,
+        schema_version=schema_version,
+        model=model,
+        backend=backend,
+        webhook_url=webhook_url,
+    )
+    session.add(batch)
+    session.flush()
+    return batch
+
+
+def find_batch(
+    session: Session, tenant_id: uuid.UUID, *, source: str, schema_name: str, schema_version: int, model: str
+) -> Batch | None:
+    """The newest batch over the same source, schema and model: what a restarted batch resumes."""
+    return session.scalars(
+        select(Batch)
+        .where(
+            Batch.tenant_id == tenant_id,
+            Batch.source == source[:1000],
+            Batch.schema_name == schema_name,
+            Batch.schema_version == schema_version,
+            Batch.model == model,
+        )
+        .order_by(Batch.created_at.desc(), Batch.id)
+        .limit(1)
+    ).first()
+
+
+def get_batch(session: Session, tenant_id: uuid.UUID, batch_id: uuid.UUID) -> Batch | None:
+    """A batch of this tenant; another tenant's id gives None."""
+    return session.scalars(select(Batch).where(Batch.id == batch_id, Batch.tenant_id == tenant_id)).one_or_none()
+
+
+def add_batch_item(
+    session: Session, batch: Batch, *, sha256: str, name: str, document_id: uuid.UUID, copies: int = 1
+) -> tuple[BatchItem, bool]:
+    """The batch's item for this content: the existing one (copies raised if more were seen), or a new one."""
+
+    def existing() -> BatchItem | None:
+        return session.scalars(
+            select(BatchItem).where(BatchItem.batch_id == batch.id, BatchItem.sha256 == sha256)
+        ).one_or_none()
+
+    found = existing()
+    if found is None:
+        row = BatchItem(batch_id=batch.id, sha256=sha256, name=name[:1000], document_id=document_id, copies=copies)
+        item, created = _insert_or_get(session, row, existing)
+        if created:
+            return item, True
+        found = item
+    if copies > found.copies:
+        found.copies = copies
+        session.flush()
+    return found, False
+
+
+def set_batch_item_job(session: Session, item: BatchItem, job_id: uuid.UUID) -> None:
+    """Point an item at the job that extracts its document."""
+    if item.job_id != job_id:
+        item.job_id = job_id
+        session.flush()
+
+
+def touch_batch(session: Session, batch: Batch) -> None:
+    """Note activity on a batch (a resume, new items)."""
+    batch.updated_at = utcnow()
+    session.flush()
+
+
+def batch_status_counts(session: Session, batch_id: uuid.UUID) -> dict[str, int]:
+    """Items per job status (`pending` for items not yet given a job)."""
+    rows = session.execute(
+        select(Job.status, func.count(BatchItem.id))
+        .select_from(BatchItem)
+        .outerjoin(Job, Job.id == BatchItem.job_id)
+        .where(BatchItem.batch_id == batch_id)
+        .group_by(Job.status)
+    ).all()
+    return {("pending" if status is None else JobStatus(status).value): int(n) for status, n in rows}
+
+
+def batch_rows(
+    session: Session, batch_id: uuid.UUID, *, after_id: int = 0, limit: int = 500
+) -> list[tuple[BatchItem, Job | None, Result | None]]:
+    """Items with their job and result, in manifest order, one page at a time (for exports)."""
+    rows = session.execute(
+        select(BatchItem, Job, Result)
+        .outerjoin(Job, Job.id == BatchItem.job_id)
+        .outerjoin(Result, Result.job_id == BatchItem.job_id)
+        .where(BatchItem.batch_id == batch_id, BatchItem.id > after_id)
+        .order_by(BatchItem.id)
+        .limit(limit)
+    ).all()
+    return [(item, job, result) for item, job, result in rows]
+
+
+def batch_job_ids(session: Session, batch_id: uuid.UUID, statuses: Collection[JobStatus]) -> list[uuid.UUID]:
+    """Ids of the batch's jobs in one of `statuses`."""
+    return list(
+        session.scalars(
+            select(Job.id)
+            .join(BatchItem, BatchItem.job_id == Job.id)
+            .where(BatchItem.batch_id == batch_id, Job.status.in_(list(statuses)))
+            .order_by(BatchItem.id)
+        )
+    )
+
+
+def jobs_with_unsent_outbox(session: Session, job_ids: Collection[uuid.UUID]) -> set[uuid.UUID]:
+    """Which of these jobs still have a message waiting for the relay (or the embedded worker)."""
+    if not job_ids:
+        return set()
+    return set(
+        session.scalars(
+            select(OutboxMessage.job_id).where(OutboxMessage.job_id.in_(list(job_ids)), OutboxMessage.sent_at.is_(None))
+        )
+    )
+
+
+def list_batches(session: Session, tenant_id: uuid.UUID, *, limit: int = 100) -> list[Batch]:
+    """A tenant's batches, newest first."""
+    return list(
+        session.scalars(
+            select(Batch).where(Batch.tenant_id == tenant_id).order_by(Batch.created_at.desc(), Batch.id).limit(limit)
+        )
+    )
+
+
+# --- webhook deliveries (an outbox of job notifications) ---------------------------------------------
+
+WEBHOOK_EVENTS: Mapping[JobStatus, str] = {JobStatus.SUCCEEDED: "job.succeeded", JobStatus.FAILED: "job.failed"}
+
+
+def enqueue_job_webhook(
+    session: Session, job_id: uuid.UUID, *, now: dt.datetime | None = None
+) -> WebhookDelivery | None:
+    """In the transaction that settles a job: queue its notification if it has a webhook URL.
+
+    Call it after the job's final transition. The payload holds ids, status and an error code only,
+    never extracted values or document text; it is signed when sent, not here.
+    """
+    job = session.get(Job, job_id)
+    if job is None or job.webhook_url is None or job.status not in WEBHOOK_EVENTS:
+        return None
+    now = now or utcnow()
+    event = WEBHOOK_EVENTS[job.status]
+    event_id = uuid.uuid4()
+    payload: dict[str, Any] = {
+        "id": str(event_id),
+        "type": event,
+        "created_at": now.isoformat(),
+        "job": {
+            "id": str(job.id),
+            "status": job.status.value,
+            "document_id": str(job.document_id),
+            "schema": job.schema_ref,
+            "model": job.model,
+            "attempts": job.attempts,
+            "error_code": job.error_code,
+        },
+    }
+    row = WebhookDelivery(
+        event_id=event_id,
+        job_id=job.id,
+        tenant_id=job.tenant_id,
+        url=job.webhook_url,
+        event=event,
+        payload=payload,
+        attempts=0,
+        next_attempt_at=now,
+    )
+    session.add(row)
+    session.flush()
+    return row
+
+
+def claim_webhook_deliveries(
+    session: Session,
+    *,
+    limit: int = 20,
+    lease: dt.timedelta = dt.timedelta(seconds=60),
+    now: dt.datetime | None = None,
+) -> list[WebhookDelivery]:
+    """Lease up to `limit` due, pending deliveries that no live lease holds (SKIP LOCKED on Postgres).
+
+    Commit the claim, POST, then `record_webhook_attempt`; a deliverer that dies lets its lease lapse.
+    """
+    now = now or utcnow()
+    ids = list(
+        session.scalars(
+            select(WebhookDelivery.id)
+            .where(
+                WebhookDelivery.delivered_at.is_(None),
+                WebhookDelivery.gave_up_at.is_(None),
+                WebhookDelivery.next_attempt_at <= now,
+                or_(WebhookDelivery.claimed_until.is_(None), WebhookDelivery.claimed_until < now),
+            )
+            .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+    )
+    if not ids:
+        return []
+    statement = (
+        update(WebhookDelivery)
+        .where(WebhookDelivery.id.in_(ids))
+        .values(claimed_until=now + lease, attempts=WebhookDelivery.attempts + 1)
+    )
+    _update(session, statement, WebhookDelivery, ids)
+    return list(
+        session.scalars(select(WebhookDelivery).where(WebhookDelivery.id.in_(ids)).order_by(WebhookDelivery.id))
+    )
+
+
+def record_webhook_attempt(
+    session: Session,
+    delivery_id: int,
+    *,
+    delivered: bool,
+    status_code: int | None = None,
+    error: str | None = None,
+    retry_at: dt.datetime | None = None,
+    now: dt.datetime | None = None,
+) -> bool:
+    """Settle one attempt: delivered, retried at `retry_at`, or given up (neither). False if already settled."""
+    now = now or utcnow()
+    values: dict[str, Any] = {
+        "claimed_until": None,
+        "last_status_code": status_code,
+        "last_error": None if error is None else error[:200],
+    }
+    if delivered:
+        values["delivered_at"] = now
+    elif retry_at is None:
+        values["gave_up_at"] = now
+    else:
+        values["next_attempt_at"] = retry_at
+    statement = (
+        update(WebhookDelivery)
+        .where(
+            WebhookDelivery.id == delivery_id,
+            WebhookDelivery.delivered_at.is_(None),
+            WebhookDelivery.gave_up_at.is_(None),
+        )
+        .values(values)
+    )
+    return _update(session, statement, WebhookDelivery, [delivery_id]) == 1
+
+
+def list_webhook_deliveries(session: Session, job_id: uuid.UUID) -> list[WebhookDelivery]:
+    """A job's notifications, oldest first."""
+    return list(
+        session.scalars(select(WebhookDelivery).where(WebhookDelivery.job_id == job_id).order_by(WebhookDelivery.id))
     )

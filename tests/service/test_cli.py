@@ -18,8 +18,8 @@ REPO = Path(__file__).resolve().parents[2]
 SAMPLE = "00a1d238e37ac225b8045a97953e845d.pdf"
 
 
-def run_cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "ABSTRACTOR_DATA_DIR": str(REPO / "var")}
+def run_cli(*args: str, timeout: float = 600, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "ABSTRACTOR_DATA_DIR": str(REPO / "var"), **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "service.cli", *args],
         cwd=REPO,
@@ -76,14 +76,20 @@ def test_extract_prints_a_valid_grounded_nda_record(kleister_dir: Path) -> None:
     [
         ("pypdf-enc-r2-user-password.pdf", "encrypted"),
         ("ocrmypdf-invalid.pdf", "invalid_pdf"),
-        ("ocrmypdf-linn.pdf", "no_text"),
         ("qpdf-deep-pages.pdf", "too_large"),
     ],
-    ids=["encrypted", "invalid", "image-only", "deep-pages"],
+    ids=["encrypted", "invalid", "deep-pages"],
 )
 def test_extract_failure_is_one_json_line_and_exit_2(shared_data: Path, name: str, code: str) -> None:
     proc = run_cli("extract", str(shared_data / "hostile-pdfs" / name), "--schema", "nda", timeout=120)
     assert error_of(proc)["code"] == code
+    assert proc.stdout == ""
+
+
+def test_scan_with_ocr_turned_off_is_no_text(shared_data: Path) -> None:
+    scan = shared_data / "hostile-pdfs" / "ocrmypdf-linn.pdf"
+    proc = run_cli("extract", str(scan), "--schema", "nda", timeout=120, env={"ABSTRACTOR_OCR_ENABLED": "false"})
+    assert error_of(proc)["code"] == "no_text"
     assert proc.stdout == ""
 
 
@@ -109,3 +115,22 @@ def test_eval_scores_kleister_and_ends_with_micro_f1(shared_data: Path) -> None:
     assert lines[-1].startswith("micro_f1=")
     assert 0.0 <= float(lines[-1].split("=")[1]) <= 1.0
     assert any(line.split()[0] == "party" for line in lines if line.strip())
+
+
+def test_bad_settings_end_in_one_json_error_line(tmp_path: Path) -> None:
+    note = tmp_path / "note.txt"
+    note.write_text("Chief complaint: cough.\n")
+    env = {**os.environ, "ABSTRACTOR_N_CTX": "not-a-number"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "service.cli", "extract", str(note), "--schema", "clinical_note"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    error = error_of(proc)
+    assert error["code"] == "invalid_settings"
+    assert [e["setting"] for e in error["details"]["errors"]] == ["ABSTRACTOR_N_CTX"]
+    assert "not-a-number" not in proc.stderr, "setting values are not echoed (they may be secrets)"

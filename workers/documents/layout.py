@@ -8,6 +8,7 @@ bottom interleaves a two-column page line by line, which garbles every sentence.
 from __future__ import annotations
 
 import bisect
+import itertools
 import math
 import statistics
 from collections.abc import Sequence
@@ -38,12 +39,15 @@ class OcrLine:
     """A recognised line: its words left to right and its corner points (tl, tr, br, bl) in image pixels.
 
     `block` is set by engines that do their own layout analysis (tesseract): lines then arrive in
-    reading order already and a change of block starts a paragraph.
+    reading order already and a change of block starts a paragraph. `rejected` marks a line the engine
+    found but could not read with confidence: it stays out of the text, yet counts (low) in the page's
+    confidence, so a page whose lines are mostly unreadable is not judged by the few it did read.
     """
 
     words: tuple[OcrWord, ...]
     quad: tuple[tuple[float, float], ...]
     block: int | None = None
+    rejected: bool = False
 
 
 @dataclass(frozen=True)
@@ -82,6 +86,15 @@ class _Item:
     y1: float
     height: float
     line: OcrLine
+
+
+def page_confidence(lines: Sequence[OcrLine]) -> float | None:
+    """Mean word confidence weighted by word length over every line, rejected ones included."""
+    words = [w for line in lines for w in line.words]
+    total = sum(len(w.text) for w in words)
+    if total == 0:
+        return None
+    return sum(w.confidence * len(w.text) for w in words) / total
 
 
 def skew_angle(lines: Sequence[OcrLine]) -> float:
@@ -210,8 +223,8 @@ def _order(items: list[_Item], line_height: float) -> list[_Item]:
     for band in _bands(items):
         gaps = [g for g in _gaps([(i.x0, i.x1) for i in band], left, right) if g[1] - g[0] >= min_gutter]
         if groups and groups[-1][0] is not None:
-            gutter = groups[-1][0]
-            shared = [(max(gutter[0], g[0]), min(gutter[1], g[1])) for g in gaps]
+            open_gutter = groups[-1][0]
+            shared = [(max(open_gutter[0], g[0]), min(open_gutter[1], g[1])) for g in gaps]
             shared = [g for g in shared if g[1] - g[0] >= min_gutter and g[0] > left and g[1] < right]
             if shared:
                 groups[-1] = (max(shared, key=lambda g: g[1] - g[0]), [*groups[-1][1], band])
@@ -238,7 +251,7 @@ def _order(items: list[_Item], line_height: float) -> list[_Item]:
 def _paragraphs(ordered: Sequence[_Item], line_height: float) -> list[list[OcrLine]]:
     """Split the ordered lines where the text jumps back up (a new column) or leaves a wide gap."""
     middles = [(i.y0 + i.y1) / 2 for i in ordered]
-    steps = [b - a for a, b in zip(middles, middles[1:], strict=False) if b - a > line_height / 2]
+    steps = [b - a for a, b in itertools.pairwise(middles) if b - a > line_height / 2]
     pitch = statistics.median(steps) if steps else line_height
     blocks: list[list[OcrLine]] = []
     for n, item in enumerate(ordered):

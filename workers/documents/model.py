@@ -22,6 +22,8 @@ class Page:
     low_confidence: bool = False
     # The page as displayed (rotation applied), in points; set for OCR pages, the frame of the word boxes.
     size: tuple[float, float] | None = None
+    # OCR pages only: clockwise degrees the engine turned the page to read it upright (0, 90, 180, 270).
+    rotation: int = 0
 
 
 @dataclass(frozen=True)
@@ -56,26 +58,15 @@ class WordBox:
 
 
 @dataclass(frozen=True)
-class LimitsSpec:
-    """Resource limits for reading one document (built from Settings by the caller)."""
-
-    max_bytes: int = 50 * 1024 * 1024
-    max_pages: int = 500
-    max_chars: int = 2_000_000
-    timeout_s: float = 15.0
-    memory_mb: int = 1024
-
-
-@dataclass(frozen=True)
 class OcrSpec:
     """How pages without a usable text layer are OCR'd (built from Settings by the caller).
 
     `max_pages` caps how many pages of one document are OCR'd (the rest keep no text, with a warning);
     `timeout_s` and `memory_mb` bound the OCR child as a whole; `max_pixels` refuses any page image
-    declared larger (too_large) and caps the rendered bitmap; `min_confidence` flags pages below it.
+    declared larger (too_large) and caps the rendered bitmap; `min_confidence` flags pages below it;
+    `threads` is how many cores the engine may keep busy.
     """
 
-    enabled: bool = True
     engine: str = "rapidocr"  # "rapidocr" | "tesseract"
     max_pages: int = 50
     timeout_s: float = 300.0
@@ -84,6 +75,19 @@ class OcrSpec:
     dpi: int = 300
     memory_mb: int = 2048
     threads: int = 1
+
+
+@dataclass(frozen=True)
+class LimitsSpec:
+    """Resource limits for reading one document (built from Settings by the caller)."""
+
+    max_bytes: int = 50 * 1024 * 1024
+    max_pages: int = 500
+    max_chars: int = 2_000_000
+    timeout_s: float = 15.0
+    memory_mb: int = 1024
+    # None: pages without a text layer stay empty (flagged); the service turns OCR on from its Settings.
+    ocr: OcrSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -96,6 +100,13 @@ class Document:
     sha256: str
     size_bytes: int
     warnings: tuple[str, ...] = field(default_factory=tuple)
+    # The OCR engine that read the pages whose `source` is "ocr"; None when no page was OCR'd.
+    ocr_engine: str | None = None
+
+    @property
+    def ocr_pages(self) -> tuple[Page, ...]:
+        """The pages whose text came from OCR."""
+        return tuple(p for p in self.pages if p.source == "ocr")
 
     @property
     def pages_without_text(self) -> tuple[int, ...]:

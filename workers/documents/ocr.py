@@ -9,13 +9,17 @@ canonical text, so grounding works on scans exactly as on text layers.
 from __future__ import annotations
 
 import logging
+import os
+import tempfile
 import time
 import unicodedata
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Final
 
-from workers.documents.model import OcrSpec
+from workers.documents.errors import DocumentError
+from workers.documents.model import OcrSpec, Page, Word
 from workers.documents.sandbox import ChildLimits, error_result, run_in_child
 
 CHILD_MODULE: Final = "workers.documents.ocr_child"
@@ -33,6 +37,7 @@ _BUDGET_MARGIN_S: Final = 2.0
 # (outlined text); a page with a rule and a stamp-sized logo is blank.
 _MIN_IMAGE_AREA_SHARE: Final = 0.01
 _MIN_PATHS: Final = 50
+_THREAD_VARIABLES: Final = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 _CONTROL_CHARS: Final = {ord(c): None for c in "\x00\r\f\v"}
 
 logger = logging.getLogger(__name__)
@@ -70,9 +75,31 @@ def needs_ocr(text: str) -> bool:
     return unmapped / len(visible) > _UNMAPPED_SHARE
 
 
-def run_ocr(input_path: Path, *, password: str | None, pages: list[int], spec: OcrSpec, workdir: Path) -> OcrResult:
-    """OCR `pages` (1-based) of the PDF at `input_path` in a limited child; raises DocumentError or ConfigError."""
-    chosen = pages[: spec.max_pages]
+def character_error_rate(recognised: str, reference: str) -> float:
+    """Levenshtein distance between the whitespace-normalised texts over the reference's length.
+
+    How OCR quality is measured in tests and benchmarks; line breaks and runs of spaces do not count.
+    """
+    from rapidfuzz.distance import Levenshtein
+
+    hyp, ref = " ".join(recognised.split()), " ".join(reference.split())
+    return Levenshtein.distance(hyp, ref) / max(len(ref), 1)
+
+
+def word_recall(recognised: str, reference: str) -> float:
+    """The share of the reference's words (case-folded, punctuation stripped) that the OCR text holds."""
+    from collections import Counter
+
+    def words(text: str) -> Counter[str]:
+        return Counter(w for w in ("".join(c for c in t if c.isalnum()) for t in text.casefold().split()) if w)
+
+    ref = words(reference)
+    return sum((words(recognised) & ref).values()) / max(sum(ref.values()), 1)
+
+
+def run_ocr(data: bytes, *, password: str | None, pages: Sequence[int], spec: OcrSpec) -> OcrResult:
+    """OCR `pages` (1-based) of the PDF `data` in a limited child; raises DocumentError or ConfigError."""
+    chosen = list(pages[: spec.max_pages])
     skipped = [(n, "max_pages") for n in pages[spec.max_pages :]]
     if not chosen:
         return OcrResult(pages=(), skipped=tuple(skipped), engine=spec.engine, elapsed_s=0.0)
@@ -83,8 +110,7 @@ def run_ocr(input_path: Path, *, password: str | None, pages: list[int], spec: O
     limits = ChildLimits(
         timeout_s=spec.timeout_s, memory_mb=spec.memory_mb, output_bytes=output_bytes, threads=spec.threads
     )
-    payload = {
-        "path": str(input_path),
+    payload: dict[str, Any] = {
         "password": password,
         "pages": chosen,
         "engine": spec.engine,
@@ -93,14 +119,29 @@ def run_ocr(input_path: Path, *, password: str | None, pages: list[int], spec: O
         "threads": spec.threads,
         "budget_s": max(spec.timeout_s - _BUDGET_MARGIN_S, spec.timeout_s / 2),
     }
-    workdir.mkdir(mode=0o700)
-    run = run_in_child(CHILD_MODULE, payload, limits=limits, workdir=workdir)
+    # mkdtemp makes the directory 0700: the document and its text are readable by us alone.
+    with tempfile.TemporaryDirectory(prefix="abstractor-ocr-") as tmp:
+        workdir = Path(tmp)
+        input_path = workdir / "input.pdf"
+        input_path.write_bytes(data)
+        payload["path"] = str(input_path)
+        try:
+            run = run_in_child(CHILD_MODULE, payload, limits=limits, workdir=workdir)
+        except DocumentError as e:
+            if e.code != "timeout":
+                raise
+            # One page outlasted the whole OCR budget (later pages are skipped before it runs out).
+            raise DocumentError(
+                "timeout",
+                f"OCR of the scanned pages took longer than the limit of {spec.timeout_s:g} s.",
+                details={**e.details, "limit": "ocr_timeout_s", "max": spec.timeout_s},
+            ) from e
     result = run.payload
     read = tuple(
         OcrPage(
             number=p["number"],
             text=p["text"],
-            words=tuple(tuple(w) for w in p["words"]),  # type: ignore[misc]
+            words=tuple(tuple(w) for w in p["words"]),
             confidence=p["confidence"],
             rotation=p["rotation"],
             size=(p["size"][0], p["size"][1]),
@@ -122,13 +163,51 @@ def run_ocr(input_path: Path, *, password: str | None, pages: list[int], spec: O
     return OcrResult(pages=read, skipped=tuple(skipped), engine=spec.engine, elapsed_s=run.wall_s)
 
 
+def with_ocr_pages(pages: Sequence[Page], result: OcrResult, min_confidence: float) -> tuple[Page, ...]:
+    """The pages with OCR'd ones marked as such: source "ocr", word boxes at canonical offsets, confidence.
+
+    `pages` come from `join_pages` over texts that already hold the OCR text, which `ocr_pages` cleaned
+    of everything `normalise` would change, so each word's page-relative offsets just shift by the
+    page's start.
+    """
+    read = {p.number: p for p in result.pages}
+    out = []
+    for page in pages:
+        ocr = read.get(page.number)
+        if ocr is None:
+            out.append(page)
+            continue
+        if page.end - page.start != len(ocr.text):
+            raise ValueError(f"page {page.number}: OCR text changed length when normalised")
+        words = tuple(
+            Word(page.start + start, page.start + end, x0, y0, x1, y1, confidence)
+            for start, end, x0, y0, x1, y1, confidence in ocr.words
+        )
+        out.append(
+            replace(
+                page,
+                source="ocr" if page.has_text else "none",
+                words=words,
+                ocr_confidence=ocr.confidence,
+                low_confidence=ocr.confidence is not None and ocr.confidence < min_confidence,
+                size=ocr.size,
+                rotation=ocr.rotation,
+            )
+        )
+    return tuple(out)
+
+
 # --- child side ------------------------------------------------------------------------------
 
 
 def ocr_pages(payload: dict[str, Any]) -> dict[str, Any]:
     """Child side: render each page with pdfium and read it with the engine, within the time budget."""
+    # Before numpy loads: BLAS and OpenMP pools default to one thread per core, each reserving address
+    # space the memory limit counts, and CPU time the CPU limit counts.
+    for variable in _THREAD_VARIABLES:
+        os.environ[variable] = str(max(int(payload["threads"]), 1))
     # Imported here, after the rlimits are set: neither pdfium nor the models load unconfined.
-    from workers.documents.layout import assemble, reading_order
+    from workers.documents.layout import assemble, page_confidence, reading_order
     from workers.documents.ocr_engines import EngineFailed, EngineUnavailable, OcrEngine, make_engine
     from workers.documents.raster import ImageTooLarge, open_pdf, render_page
 
@@ -173,7 +252,9 @@ def ocr_pages(payload: dict[str, Any]) -> dict[str, Any]:
         except EngineFailed as e:
             skipped.append((number, f"engine_failed: {e}"))
             continue
-        text = assemble(reading_order(_clean(lines)))
+        cleaned = _clean(lines)
+        text = assemble(reading_order([line for line in cleaned if not line.rejected]))
+        confidence = page_confidence(cleaned)
         scale = rendered.scale
         pages.append(
             {
@@ -191,7 +272,7 @@ def ocr_pages(payload: dict[str, Any]) -> dict[str, Any]:
                     ]
                     for w in text.words
                 ],
-                "confidence": None if text.confidence is None else round(text.confidence, 4),
+                "confidence": None if confidence is None else round(confidence, 4),
                 "rotation": rotation,
                 "size": [rendered.width_pt, rendered.height_pt],
             }
@@ -224,8 +305,6 @@ def _worth_reading(page: Any) -> bool:
 
 def _clean(lines: list[Any]) -> list[Any]:
     """Drop characters the canonical text never holds (NUL, CR, form feed), so offsets stay exact."""
-    from dataclasses import replace
-
     out = []
     for line in lines:
         words = tuple(

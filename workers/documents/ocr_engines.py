@@ -8,6 +8,7 @@ degree scans are common) and reports word boxes in the coordinates of the image 
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import os
@@ -15,6 +16,7 @@ import re
 import shutil
 import subprocess
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from workers.documents.layout import OcrLine, OcrWord
@@ -26,12 +28,15 @@ ENGINES: Final = ("rapidocr", "tesseract")
 # Detection works on a copy of the page this long on its longer side (about 150 dpi for a letter
 # page): enough for 8 pt print, and far cheaper than detecting at full resolution.
 _DET_MAX_SIDE: Final = 1600
-# Lines below this recognition score are noise (specks, rules, pictures), not text.
+# Lines below this recognition score are noise (specks, rules, pictures), not text: kept out of the
+# page text, they still lower the page's confidence.
 _MIN_LINE_SCORE: Final = 0.5
 # The up-or-down vote looks at this many of the longest lines.
 _ORIENTATION_SAMPLE: Final = 24
 # A text line is at least this many times longer than it is tall; squarer boxes say nothing of direction.
 _ELONGATED: Final = 2.0
+# A gap between words of more than this many character pitches is a column gutter, not a space.
+_GUTTER_PITCHES: Final = 3.5
 _TESSERACT_ROTATE = re.compile(r"^Rotate:\s*(\d+)", re.MULTILINE)
 
 Quad = tuple[tuple[float, float], tuple[float, float], tuple[float, float], tuple[float, float]]
@@ -116,14 +121,17 @@ class RapidOcrEngine:
         # Its logger would print progress (never content); keep the child quiet regardless.
         logging.getLogger("RapidOCR").setLevel(logging.ERROR)
         logging.getLogger("OrtInferSession").setLevel(logging.ERROR)
+        import cv2
+
+        cv2.setNumThreads(max(threads, 1))
+        # rapidocr 1.4.4 copies the global thread settings over the per-model ones, so only these take
+        # effect. One line per recognition call: a batch pads every line to its longest, which cost
+        # more CPU than it saved in measurements on full pages.
         self._ocr = RapidOCR(
             print_verbose=False,
-            det_intra_op_num_threads=threads,
-            cls_intra_op_num_threads=threads,
-            rec_intra_op_num_threads=threads,
-            det_inter_op_num_threads=1,
-            cls_inter_op_num_threads=1,
-            rec_inter_op_num_threads=1,
+            intra_op_num_threads=max(threads, 1),
+            inter_op_num_threads=1,
+            rec_batch_num=1,
         )
 
     def read(self, image: np.ndarray, *, timeout_s: float) -> tuple[list[OcrLine], int]:
@@ -156,12 +164,11 @@ class RapidOcrEngine:
         results, _ = self._ocr.text_rec(crops, True)
         lines = []
         for quad, (text, score, info) in zip(full_quads, results, strict=True):
-            if score < _MIN_LINE_SCORE or not text.strip():
+            if not text.strip():
                 continue
-            words = _rapid_words(text, info, quad, rotation, width, height)
-            if words:
-                corners = tuple((float(x), float(y)) for x, y in quad)
-                lines.append(OcrLine(words=tuple(words), quad=corners))
+            read = _rapid_lines(text, info, quad, rotation, width, height)
+            # Below the score the text is noise (specks, rules, pictures, or an unreadable scan).
+            lines += read if score >= _MIN_LINE_SCORE else [replace(line, rejected=True) for line in read]
         return lines, rotation
 
     def _detect(self, gray: np.ndarray) -> list[np.ndarray]:
@@ -180,7 +187,7 @@ class RapidOcrEngine:
         _, votes, _ = self._ocr.text_cls(crops)
         flipped = sum(score for label, score in votes if label == "180")
         upright = sum(score for label, score in votes if label != "180")
-        return flipped > upright
+        return bool(flipped > upright)
 
 
 def _mostly_vertical(quads: Sequence[Any]) -> bool:
@@ -204,14 +211,18 @@ def _crop(image: np.ndarray, quad: np.ndarray) -> np.ndarray:
     import numpy as np
 
     width, height = _quad_size(quad)
-    w, h = max(int(round(width)), 1), max(int(round(height)), 1)
+    w, h = max(round(width), 1), max(round(height), 1)
     target = np.array([[0, 0], [w, 0], [w, h], [0, h]], dtype=np.float32)
     matrix = cv2.getPerspectiveTransform(np.asarray(quad, dtype=np.float32), target)
     return cv2.warpPerspective(image, matrix, (w, h), borderMode=cv2.BORDER_REPLICATE, flags=cv2.INTER_CUBIC)
 
 
-def _rapid_words(text: str, info: Any, quad: np.ndarray, rotation: int, width: int, height: int) -> list[OcrWord]:
-    """Split a recognised line into words and place each along the line from its characters' CTC columns."""
+def _rapid_lines(text: str, info: Any, quad: np.ndarray, rotation: int, width: int, height: int) -> list[OcrLine]:
+    """Split a recognised line into words placed along it by their characters' CTC columns.
+
+    A detected box sometimes bridges a narrow column gutter; a gap of several character widths between
+    two words splits it back into two lines, so the reading order sees two columns, not one wide line.
+    """
     columns_total, word_chars, word_columns, _, char_scores = info
     chars = [c for word in word_chars for c in word]
     columns = [c for word in word_columns for c in word]
@@ -220,27 +231,38 @@ def _rapid_words(text: str, info: Any, quad: np.ndarray, rotation: int, width: i
         columns_total = float(len(text))
         columns = list(range(len(text)))
         char_scores = [1.0] * len(text)
-    pitch = (columns[-1] - columns[0]) / (len(columns) - 1) if len(columns) > 1 else columns_total
+    steps = sorted(b - a for a, b in itertools.pairwise(columns))
+    pitch = float(steps[len(steps) // 2]) if steps else float(columns_total)
     p0, p1, p2, p3 = ((float(x), float(y)) for x, y in quad)
 
     def along(t: float, a: tuple[float, float], b: tuple[float, float]) -> tuple[float, float]:
         return a[0] + t * (b[0] - a[0]), a[1] + t * (b[1] - a[1])
 
-    words = []
+    pieces: list[list[tuple[OcrWord, float, float]]] = [[]]
+    previous_last: int | None = None
     for match in re.finditer(r"\S+", text):
         first, last = match.start(), match.end() - 1
+        if previous_last is not None and columns[first] - columns[previous_last] > _GUTTER_PITCHES * pitch:
+            pieces.append([])
+        previous_last = last
         t0 = max(0.0, (columns[first] + 0.5 - pitch / 2) / columns_total)
         t1 = min(1.0, (columns[last] + 0.5 + pitch / 2) / columns_total)
         corners = [along(t0, p0, p1), along(t1, p0, p1), along(t1, p3, p2), along(t0, p3, p2)]
         scores = char_scores[first : last + 1]
-        words.append(
-            OcrWord(
-                text=match.group(),
-                box=_box_in_original(corners, rotation, width, height),
-                confidence=float(sum(scores) / len(scores)),
-            )
+        word = OcrWord(
+            text=match.group(),
+            box=_box_in_original(corners, rotation, width, height),
+            confidence=float(sum(scores) / len(scores)),
         )
-    return words
+        pieces[-1].append((word, t0, t1))
+    lines = []
+    for piece in pieces:
+        if not piece:
+            continue
+        t0, t1 = piece[0][1], piece[-1][2]
+        quad_corners = (along(t0, p0, p1), along(t1, p0, p1), along(t1, p3, p2), along(t0, p3, p2))
+        lines.append(OcrLine(words=tuple(w for w, _, _ in piece), quad=quad_corners))
+    return lines
 
 
 # --- tesseract --------------------------------------------------------------------------------
@@ -287,7 +309,7 @@ class TesseractEngine:
         if not ok:
             raise EngineFailed("could not encode the page image")
         try:
-            proc = subprocess.run(  # noqa: S603 - fixed binary, arguments built here, no shell
+            proc = subprocess.run(
                 [self._binary, "stdin", "stdout", *args],
                 input=png.tobytes(),
                 capture_output=True,

@@ -9,7 +9,8 @@ import time
 from pathlib import Path
 
 from workers.documents.errors import DocumentError
-from workers.documents.model import Document, LimitsSpec
+from workers.documents.model import Document, LimitsSpec, OcrSpec
+from workers.documents.ocr import OcrResult, needs_ocr, run_ocr, with_ocr_pages
 from workers.documents.pdf import read_pdf
 from workers.documents.sniff import MARKDOWN, PDF, SNIFF_BYTES, SUPPORTED_MEDIA_TYPES, TEXT, sniff_media_type
 from workers.documents.text import decode_text, join_pages
@@ -36,15 +37,20 @@ def read_document(
         raise DocumentError("empty_document")
     filename = None if isinstance(source, bytes | bytearray | memoryview) else Path(source).name
     kind, warnings = _decide_media_type(data, filename, media_type)
+    ocr: OcrResult | None = None
     if kind == PDF:
         pdf = read_pdf(data, password=password, limits=limits)
         page_texts = pdf.pages
         warnings.extend(pdf.warnings)
         if not page_texts:
             raise DocumentError("empty_document", "The PDF has no pages.")
+        if limits.ocr is not None:
+            page_texts, ocr = _ocr_pages(data, password, page_texts, limits.ocr, warnings)
     else:
         page_texts = (decode_text(data),)
     text, pages = join_pages(page_texts)
+    if ocr is not None and limits.ocr is not None:
+        pages = with_ocr_pages(pages, ocr, limits.ocr.min_confidence)
     if len(text) > limits.max_chars:
         raise DocumentError(
             "too_large",
@@ -63,6 +69,7 @@ def read_document(
         sha256=hashlib.sha256(data).hexdigest(),
         size_bytes=len(data),
         warnings=tuple(warnings),
+        ocr_engine=ocr.engine if ocr is not None and ocr.pages else None,
     )
     # Shape and cost only: document content never goes to a log.
     logger.info(
@@ -72,11 +79,40 @@ def read_document(
             "size_bytes": document.size_bytes,
             "pages": len(pages),
             "pages_without_text": len(without_text),
+            "pages_ocr": len(document.ocr_pages),
             "chars": len(text),
             "elapsed_s": round(time.monotonic() - started, 3),
         },
     )
     return document
+
+
+def _ocr_pages(
+    data: bytes, password: str | None, page_texts: tuple[str, ...], spec: OcrSpec, warnings: list[str]
+) -> tuple[tuple[str, ...], OcrResult | None]:
+    """The page texts with OCR text in place of every page that lacks a usable text layer.
+
+    A page OCR could not read (skipped for the page cap, the time budget or an engine failure) keeps
+    whatever its text layer held; the reason is counted in `warnings`.
+    """
+    wanted = [n for n, t in enumerate(page_texts, start=1) if needs_ocr(t)]
+    if not wanted:
+        return page_texts, None
+    result = run_ocr(data, password=password, pages=wanted, spec=spec)
+    texts = list(page_texts)
+    for page in result.pages:
+        texts[page.number - 1] = page.text
+    reasons: dict[str, int] = {}
+    for _, reason in result.skipped:
+        # Engine failures carry a detail after the colon; count them under one reason.
+        key = reason.split(":", 1)[0]
+        reasons[key] = reasons.get(key, 0) + 1
+    for reason, count in sorted(reasons.items()):
+        warnings.append(f"pages not OCR'd ({reason}): {count}")
+    low = [p.number for p in result.pages if p.confidence is not None and p.confidence < spec.min_confidence]
+    if low:
+        warnings.append(f"pages with low OCR confidence: {len(low)}")
+    return tuple(texts), result
 
 
 def _load(source: Path | bytes, max_bytes: int) -> bytes:

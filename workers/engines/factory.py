@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 from workers.engines.protocol import Engine
 from workers.errors import ConfigError
+
+ENGINES = ("llamacpp", "openai", "vllm")
 
 
 def build_engine(
@@ -17,6 +20,16 @@ def build_engine(
     cache_dir: Path = Path("var/models"),
     n_ctx: int = 4096,
     n_threads: int | None = None,
+    openai_base_url: str | None = None,
+    openai_model: str = "abstractor",
+    openai_api_key: str | None = None,
+    openai_max_retries: int = 2,
+    openai_response_format: str = "json_schema",
+    concurrency: int = 16,
+    request_timeout_s: float = 120.0,
+    vllm_model: str | None = None,
+    vllm_backend: str = "xgrammar",
+    vllm_gpu_memory_utilization: float = 0.9,
 ) -> Engine:
     """The engine named by `kind`; unknown kinds are a configuration error, not a silent fallback."""
     if kind == "llamacpp":
@@ -30,4 +43,30 @@ def build_engine(
             n_ctx=n_ctx,
             n_threads=n_threads,
         )
-    raise ConfigError(f"engine {kind!r} is not available in this build (choose 'llamacpp')", code="engine_missing")
+    if kind == "openai":
+        if not openai_base_url:
+            raise ConfigError("ABSTRACTOR_ENGINE=openai needs ABSTRACTOR_OPENAI_BASE_URL", code="engine_config")
+        from workers.engines.openai_compat import OpenAICompatEngine, ResponseFormatStyle
+
+        return OpenAICompatEngine(
+            base_url=openai_base_url,
+            model=openai_model,
+            api_key=openai_api_key,
+            concurrency=concurrency,
+            timeout_s=request_timeout_s,
+            max_retries=openai_max_retries,
+            default_context_tokens=n_ctx,
+            response_format_style=cast(ResponseFormatStyle, openai_response_format),  # checked by the engine
+        )
+    if kind == "vllm":
+        if not vllm_model:
+            raise ConfigError("ABSTRACTOR_ENGINE=vllm needs ABSTRACTOR_VLLM_MODEL", code="engine_config")
+        from workers.engines.vllm_local import VllmEngine
+
+        return VllmEngine(
+            model=vllm_model,
+            backend=vllm_backend,
+            max_model_len=n_ctx,
+            gpu_memory_utilization=vllm_gpu_memory_utilization,
+        )
+    raise ConfigError(f"unknown engine {kind!r}; choose one of {ENGINES}", code="engine_missing")

@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 from rapidfuzz import fuzz, process
 
-from workers.documents.model import Document
+from workers.documents.model import Document, WordBox, boxes_for_span
 
 MatchKind = Literal["exact", "normalized", "fuzzy"]
 MATCH_RANK: dict[MatchKind, int] = {"exact": 3, "normalized": 2, "fuzzy": 1}
@@ -42,29 +42,40 @@ _SCAN_LIMIT = 400  # occurrences inspected per search: "NIKE" may occur hundreds
 
 NOT_FOUND = "not_found_in_source"
 WEAK_MATCH = "weak_match"
+LOW_OCR_CONFIDENCE = "low_ocr_confidence"
 
 Span = tuple[int, int]
 
 
 @dataclass(frozen=True)
 class Evidence:
-    """Where a value is written: `text == doc.text[start:end]`, inside page `page` (1-based)."""
+    """Where a value is written: `text == doc.text[start:end]`, inside page `page` (1-based).
+
+    On an OCR'd page `boxes` holds the recognised words the span covers, so a viewer can highlight a
+    scan; on a text-layer page it is empty.
+    """
 
     page: int
     start: int
     end: int
     text: str
     match: MatchKind
+    boxes: tuple[WordBox, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON shape stored with a result."""
-        return {
+        """The JSON shape stored with a result; `boxes` (points, top-left origin) only for OCR'd pages."""
+        out: dict[str, Any] = {
             "page": self.page,
             "start": self.start,
             "end": self.end,
             "text": self.text,
             "match": self.match,
         }
+        if self.boxes:
+            out["boxes"] = [
+                {"x0": b.x0, "y0": b.y0, "x1": b.x1, "y1": b.y1, "confidence": b.confidence} for b in self.boxes
+            ]
+        return out
 
 
 @dataclass(frozen=True)
@@ -382,7 +393,8 @@ class SourceIndex:
         page = self._page_of(start, end)
         if page is None or end <= start:
             return None
-        return Evidence(page=page, start=start, end=end, text=self.doc.text[start:end], match=kind)
+        boxes = boxes_for_span(self.doc, start, end) if self.doc.ocr_pages else ()
+        return Evidence(page=page, start=start, end=end, text=self.doc.text[start:end], match=kind, boxes=boxes)
 
     def _widen(self, start: int, end: int, needle: str) -> Span:
         """Take in the value's own edge punctuation where the source has it too ("Inc." rather than "Inc")."""
@@ -634,3 +646,15 @@ def ground_record(
         if kind == "fuzzy":
             flags.append(Flag(path, WEAK_MATCH, "The value only approximately matches the source text."))
     return evidence, flags
+
+
+def low_confidence_flags(evidence: dict[str, list[Evidence]], doc: Document) -> list[Flag]:
+    """A flag for every value whose evidence lies on an OCR'd page read below the confidence threshold."""
+    low = set(doc.low_confidence_pages)
+    if not low:
+        return []
+    return [
+        Flag(path, LOW_OCR_CONFIDENCE, "The value was read by OCR from a page of low recognition confidence.")
+        for path, items in evidence.items()
+        if any(e.page in low for e in items)
+    ]

@@ -14,7 +14,7 @@ from workers.documents.model import Document
 from workers.engines.constraints import generation_schema
 from workers.engines.protocol import Engine, GenerationRequest, GenerationResult, Message
 from workers.pipeline.chunking import Chunk, chunk_document
-from workers.pipeline.grounding import NOT_FOUND, ground_record
+from workers.pipeline.grounding import NOT_FOUND, ground_record, low_confidence_flags
 from workers.pipeline.merging import merge_records
 from workers.pipeline.prompting import build_messages
 from workers.pipeline.screening import screen_ungrounded
@@ -112,6 +112,29 @@ def _generate_validated(
     return [r for r in records if r is not None]
 
 
+def _ocr_metadata(doc: Document) -> dict[str, Any]:
+    """Which pages were OCR'd, by what, how confidently; empty for documents read from text alone."""
+    pages = doc.ocr_pages
+    if not pages:
+        return {}
+    return {
+        "ocr": {
+            "engine": doc.ocr_engine,
+            "pages": [
+                {
+                    "page": p.number,
+                    "confidence": p.ocr_confidence,
+                    "low_confidence": p.low_confidence,
+                    "rotation": p.rotation,
+                    "size": list(p.size) if p.size else None,
+                }
+                for p in pages
+            ],
+            "low_confidence_pages": list(doc.low_confidence_pages),
+        }
+    }
+
+
 def extract_document(
     doc: Document,
     schema: SchemaLike,
@@ -171,6 +194,7 @@ def extract_document(
             data, rejected = screen_ungrounded(merged, missing, schema.model)
             evidence, kept_flags = ground_record(data, doc)
             flags = [f for f in flags if f.code == NOT_FOUND] + kept_flags
+    flags += low_confidence_flags(evidence, doc)
     finished = time.perf_counter()
     return {
         "document": {
@@ -181,6 +205,7 @@ def extract_document(
             "pages_without_text": list(doc.pages_without_text),
             "chars": len(doc.text),
             "chunks": len(chunks),
+            **_ocr_metadata(doc),
         },
         "schema": schema.ref,
         "data": data,

@@ -107,7 +107,7 @@ def test_same_document_schema_and_model_is_the_same_job(
     [
         ({"schema_name": "no_such_schema"}, 422, "unknown_schema"),
         ({"schema_name": "nda", "schema_version": 99}, 422, "unknown_schema"),
-        ({"schema_name": "nda", "webhook_url": "https://example.invalid/hook"}, 422, "webhook_unsupported"),
+        ({"schema_name": "nda", "webhook_url": "https://example.invalid/hook"}, 422, "webhook_url_refused"),
     ],
     ids=["unknown-name", "unknown-version", "webhook"],
 )

@@ -75,9 +75,12 @@ def test_upgrade_downgrade_round_trip(fresh_url: str, app_role: str) -> None:
         assert current_revision(engine) is None
 
         # One step at a time, so every revision's downgrade is exercised on its own too.
-        for _ in range(3):
+        for _ in range(4):
             run_migrations(fresh_url, "+1", app_role=app_role)
         assert current_revision(engine) == head_revision()
+        downgrade(fresh_url, "-1", app_role=app_role)  # 0004: batches and webhooks gone, jobs keeps its rows' shape
+        assert _tables(engine) == TABLES - {"batches", "batch_items", "webhook_deliveries"}
+        assert "webhook_url" not in {c["name"] for c in inspect(engine).get_columns("jobs")}
         downgrade(fresh_url, "-1", app_role=app_role)
         if engine.dialect.name == "postgresql":
             assert not _has_privilege(engine, app_role, "jobs", "SELECT")  # 0003's grants are gone
@@ -108,7 +111,16 @@ def test_app_role_privileges(pg_engine: Engine, app_role: str) -> None:
     assert can("audit_events", "SELECT") and can("audit_events", "INSERT")
     for privilege in ("UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER"):
         assert not can("audit_events", privilege), privilege
-    for table in ("tenants", "documents", "jobs", "outbox", "user_schemas"):
+    for table in (
+        "tenants",
+        "documents",
+        "jobs",
+        "outbox",
+        "user_schemas",
+        "batches",
+        "batch_items",
+        "webhook_deliveries",
+    ):
         assert all(can(table, p) for p in ("SELECT", "INSERT", "UPDATE", "DELETE")), table
         assert not can(table, "TRUNCATE"), table
     assert can("alembic_version", "SELECT") and not can("alembic_version", "UPDATE")

@@ -1,0 +1,390 @@
+"""Client for an OpenAI-compatible server (production: `vllm serve`), with many requests in flight.
+
+vLLM batches continuously: the GPU is full only when many requests wait at once, so one `generate`
+call sends every chunk together (at most `concurrency` in flight) rather than one after another.
+
+Failure policy (the pipeline never sees a partial answer):
+- HTTP 5xx, 408, 429, timeouts and connection errors are retried with exponential backoff; when the
+  retries are spent the whole call raises `TransientError` (the queue may retry the job) and the
+  requests still in flight are cancelled. Worst case one call lasts about
+  `(max_retries + 1) * timeout_s + backoff_s * (2 ** max_retries - 1)` seconds.
+- Other 4xx are not retried: 401/403/404 raise `ConfigError` (wrong key, URL or model name), the rest
+  `BadInputError` (the server refused this request, e.g. a prompt over its context window).
+- `finish_reason == "length"` comes back as a "length" result with no text: the JSON is truncated.
+
+Server errors may echo request fields, so error messages keep only the server's first line, cut
+before any `input_value=` part, and never the prompt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import re
+import time
+from collections.abc import Coroutine, Sequence
+from typing import Any, Literal, TypeVar
+
+import httpx
+
+from workers.engines.protocol import EngineInfo, FinishReason, GenerationRequest, GenerationResult
+from workers.errors import BadInputError, ConfigError, TransientError, WorkerError
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+RETRY_STATUS = frozenset({408, 429})
+"""Besides every 5xx: the server timed out or shed load, so the same request may succeed later."""
+
+CONFIG_STATUS = frozenset({401, 403, 404})
+"""Wrong API key, base URL or served model name: retrying cannot help, the deployment must change."""
+
+_SCHEMA_NAME = re.compile(r"[^A-Za-z0-9_-]+")
+_MAX_BACKOFF_S = 30.0
+TokenizeMode = Literal["vllm", "llamacpp", "estimate"]
+ResponseFormatStyle = Literal["json_schema", "json_object"]
+
+
+def schema_name(schema: dict[str, Any]) -> str:
+    """The `json_schema.name` OpenAI requires (`^[A-Za-z0-9_-]{1,64}$`), from the schema title."""
+    name = _SCHEMA_NAME.sub("_", str(schema.get("title") or "record")).strip("_")
+    return (name or "record")[:64]
+
+
+def response_format(schema: dict[str, Any], style: ResponseFormatStyle = "json_schema") -> dict[str, Any]:
+    """The `response_format` that makes the server enforce `schema`.
+
+    "json_schema" is OpenAI's and vLLM's form. "json_object" with a `schema` key is the older form that
+    llama-cpp-python's server (0.3.x) understands; it answers 500 to "json_schema", and vLLM would
+    ignore the schema in this form, so the style is a setting, never guessed.
+    """
+    if style == "json_object":
+        return {"type": "json_object", "schema": schema}
+    return {"type": "json_schema", "json_schema": {"name": schema_name(schema), "schema": schema, "strict": True}}
+
+
+def chat_payload(
+    request: GenerationRequest,
+    model: str,
+    *,
+    disable_any_whitespace: bool = True,
+    style: ResponseFormatStyle = "json_schema",
+) -> dict[str, Any]:
+    """The chat-completions body: greedy, one choice, the schema as a strict `response_format`.
+
+    `structured_outputs` is vLLM's own field (vLLM >= 0.12): it carries the schema again, because vLLM
+    refuses a `structured_outputs` object without a constraint, plus `disable_any_whitespace`, so the
+    model cannot pad JSON with whitespace until `max_tokens`. vLLM merges the two (response_format
+    wins, with the same schema); servers that do not know the field ignore it.
+    """
+    body: dict[str, Any] = {
+        "model": model,
+        "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+        "max_tokens": request.max_tokens,
+        "temperature": 0.0,
+        "n": 1,
+        "stream": False,
+        "response_format": response_format(request.json_schema, style),
+    }
+    if disable_any_whitespace:
+        body["structured_outputs"] = {"json": request.json_schema, "disable_any_whitespace": True}
+    return body
+
+
+def parse_completion(body: Any, seconds: float) -> GenerationResult:
+    """One chat-completions response as a result; anything short of a finished answer carries no text."""
+    choices = body.get("choices") if isinstance(body, dict) else None
+    usage = (body.get("usage") if isinstance(body, dict) else None) or {}
+    prompt_tokens = int(usage.get("prompt_tokens") or 0)
+    completion_tokens = int(usage.get("completion_tokens") or 0)
+
+    def result(finish: FinishReason, text: str = "", error: str | None = None) -> GenerationResult:
+        return GenerationResult(
+            text=text,
+            finish_reason=finish,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            seconds=seconds,
+            timings={"request_s": seconds},
+            error=error,
+        )
+
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        return result("error", error="server response has no choices")
+    choice = choices[0]
+    finish = choice.get("finish_reason")
+    message = choice.get("message")
+    content = message.get("content") if isinstance(message, dict) else None
+    if finish == "length":
+        return result("length")  # truncated JSON: never handed on as text
+    if finish != "stop":
+        return result("error", error=f"server finished with {finish!r}")
+    if not isinstance(content, str) or not content:
+        return result("error", error="server returned no content")
+    return result("stop", content)
+
+
+def error_detail(response: httpx.Response) -> str:
+    """A short, content-free description of an error response (status and the server's first line)."""
+    try:
+        body: Any = response.json()
+    except ValueError:
+        text = response.text
+    else:
+        if isinstance(body, dict) and isinstance(body.get("error"), dict):
+            text = str(body["error"].get("message") or body["error"].get("type") or "")
+        elif isinstance(body, dict) and isinstance(body.get("detail"), list):
+            # FastAPI validation errors: keep where and what, never the rejected input itself.
+            text = "; ".join(
+                f"{'.'.join(str(p) for p in d.get('loc', []))}: {d.get('msg', '')}"
+                for d in body["detail"]
+                if isinstance(d, dict)
+            )
+        elif isinstance(body, dict) and "detail" in body:
+            text = str(body["detail"])
+        else:
+            text = str(body)
+    first = text.strip().splitlines()[0] if text.strip() else ""
+    first = first.split("input_value=")[0].rstrip(" ,[")
+    return first[:240]
+
+
+def _run_sync(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine to completion from sync code, even when this thread already runs a loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
+def _root_url(base_url: str) -> str:
+    """The server root: vLLM serves /tokenize there and llama.cpp /extras, beside the /v1 API."""
+    base = base_url.rstrip("/")
+    return base[: -len("/v1")] if base.endswith("/v1") else base
+
+
+class OpenAICompatEngine:
+    """An OpenAI-compatible chat-completions server behind the engine protocol (no model in this process)."""
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        model: str = "abstractor",
+        api_key: str | None = None,
+        concurrency: int = 16,
+        timeout_s: float = 120.0,
+        max_retries: int = 2,
+        backoff_s: float = 0.5,
+        default_context_tokens: int = 4096,
+        disable_any_whitespace: bool = True,
+        response_format_style: ResponseFormatStyle = "json_schema",
+    ) -> None:
+        if not base_url.startswith(("http://", "https://")):
+            raise ConfigError(f"OpenAI base URL must be http(s)://..., got {base_url!r}", code="engine_config")
+        if response_format_style not in ("json_schema", "json_object"):
+            raise ConfigError(f"unknown response_format style {response_format_style!r}", code="engine_config")
+        if concurrency < 1 or timeout_s <= 0 or max_retries < 0:
+            raise ConfigError("engine needs concurrency >= 1, timeout > 0 and retries >= 0", code="engine_config")
+        self.base_url = base_url.rstrip("/")
+        self.model = model
+        self.concurrency = concurrency
+        self.timeout_s = timeout_s
+        self.max_retries = max_retries
+        self.backoff_s = backoff_s
+        self.disable_any_whitespace = disable_any_whitespace
+        self.response_format_style: ResponseFormatStyle = response_format_style
+        self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._default_context_tokens = default_context_tokens
+        self._context_tokens: int | None = None
+        self._tokenize_mode: TokenizeMode | None = None
+        self.peak_in_flight = 0
+        """Most requests this engine had open at once during its last `generate` call."""
+        self.info = EngineInfo(
+            engine="openai",
+            model=model,
+            model_sha256=None,
+            grammar_backend="server",
+            extra={"base_url": self.base_url, "concurrency": concurrency, "response_format": response_format_style},
+        )
+
+    # -- HTTP with retries -------------------------------------------------------------------------
+
+    def _client(self) -> httpx.AsyncClient:
+        limits = httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
+        timeout = httpx.Timeout(self.timeout_s, connect=min(10.0, self.timeout_s))
+        return httpx.AsyncClient(headers=self._headers, limits=limits, timeout=timeout)
+
+    async def _call(
+        self,
+        client: httpx.AsyncClient,
+        method: str,
+        url: str,
+        payload: dict[str, Any] | None = None,
+        *,
+        request_id: str = "",
+        missing_ok: bool = False,
+    ) -> Any:
+        """The JSON body of a successful call, retrying passing faults; `None` for 404/405 when `missing_ok`.
+
+        `request_id` only labels our logs: sent as X-Request-Id it would be refused by servers that want a
+        UUID there (llama-cpp-python answers 400), and vLLM needs ids unique across all clients.
+        """
+        delay = self.backoff_s
+        last = ""
+        for attempt in range(self.max_retries + 1):
+            retry_after: float | None = None
+            try:
+                async with asyncio.timeout(self.timeout_s):
+                    response = await client.request(method, url, json=payload)
+            except (TimeoutError, httpx.TimeoutException):
+                last = f"no answer within {self.timeout_s:g} s"
+            except httpx.TransportError as e:
+                last = f"{type(e).__name__} connecting to the server"
+            else:
+                status = response.status_code
+                if status < 400:
+                    try:
+                        return response.json()
+                    except ValueError:
+                        last = f"HTTP {status} with a body that is not JSON"
+                elif missing_ok and status in (404, 405):
+                    return None
+                elif status >= 500 or status in RETRY_STATUS:
+                    last = f"HTTP {status}: {error_detail(response)}"
+                    retry_after = _retry_after(response)
+                elif status in CONFIG_STATUS:
+                    raise ConfigError(
+                        f"engine server refused {method} {url} (HTTP {status}): {error_detail(response)}",
+                        code="engine_config",
+                        details={"status": status},
+                    )
+                else:
+                    raise BadInputError(
+                        f"engine server rejected the request (HTTP {status}): {error_detail(response)}",
+                        code="engine_rejected",
+                        details={"status": status},
+                    )
+            if attempt < self.max_retries:
+                log.warning(
+                    "engine call failed, retrying",
+                    extra={"url": url, "attempt": attempt + 1, "error": last, "request_id": request_id},
+                )
+                await asyncio.sleep(min(max(delay, retry_after or 0.0), _MAX_BACKOFF_S))
+                delay *= 2
+        raise TransientError(
+            f"engine server at {self.base_url} failed {self.max_retries + 1} times: {last}",
+            code="engine_unavailable",
+            details={"attempts": self.max_retries + 1, "last_error": last},
+        )
+
+    # -- generation --------------------------------------------------------------------------------
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
+        """Send all requests at once (at most `concurrency` open); results come back in request order."""
+        if not requests:
+            return []
+        return _run_sync(self._generate_all(list(requests)))
+
+    async def _generate_all(self, requests: list[GenerationRequest]) -> list[GenerationResult]:
+        gate = asyncio.Semaphore(self.concurrency)
+        in_flight = 0
+        self.peak_in_flight = 0
+        url = f"{self.base_url}/chat/completions"
+
+        async def one(client: httpx.AsyncClient, request: GenerationRequest) -> GenerationResult:
+            nonlocal in_flight
+            payload = chat_payload(
+                request,
+                self.model,
+                disable_any_whitespace=self.disable_any_whitespace,
+                style=self.response_format_style,
+            )
+            async with gate:
+                in_flight += 1
+                self.peak_in_flight = max(self.peak_in_flight, in_flight)
+                started = time.perf_counter()
+                try:
+                    body = await self._call(client, "POST", url, payload, request_id=request.request_id)
+                finally:
+                    in_flight -= 1
+                return parse_completion(body, time.perf_counter() - started)
+
+        async with self._client() as client:
+            try:
+                async with asyncio.TaskGroup() as group:
+                    tasks = [group.create_task(one(client, r)) for r in requests]
+            except BaseExceptionGroup as eg:
+                # One request failed for good: the others were cancelled, the caller gets the first cause.
+                raise _first_worker_error(eg) from eg
+        return [t.result() for t in tasks]
+
+    # -- tokens and context ------------------------------------------------------------------------
+
+    @property
+    def context_tokens(self) -> int:
+        """The served model's context window (`max_model_len` from /v1/models), else the configured one."""
+        if self._context_tokens is None:
+            self._context_tokens = _run_sync(self._discover_context())
+        return self._context_tokens
+
+    async def _discover_context(self) -> int:
+        async with self._client() as client:
+            body = await self._call(client, "GET", f"{self.base_url}/models")
+        served = [m for m in (body.get("data") or []) if isinstance(m, dict)] if isinstance(body, dict) else []
+        ids = [str(m.get("id")) for m in served]
+        if served and self.model not in ids:
+            raise ConfigError(
+                f"engine server does not serve model {self.model!r} (it serves {ids}); set ABSTRACTOR_OPENAI_MODEL",
+                code="engine_config",
+            )
+        card = next((m for m in served if m.get("id") == self.model), {})
+        length = card.get("max_model_len")
+        return int(length) if isinstance(length, int) and length > 0 else self._default_context_tokens
+
+    def count_tokens(self, text: str) -> int:
+        """Exact count from the server's tokenizer (vLLM /tokenize or llama.cpp /extras/tokenize/count)."""
+        return _run_sync(self._count_tokens(text))
+
+    async def _count_tokens(self, text: str) -> int:
+        root = _root_url(self.base_url)
+        async with self._client() as client:
+            if self._tokenize_mode in (None, "vllm"):
+                payload = {"model": self.model, "prompt": text, "add_special_tokens": False}
+                body = await self._call(client, "POST", f"{root}/tokenize", payload, missing_ok=True)
+                if body is not None:
+                    self._tokenize_mode = "vllm"
+                    return int(body["count"])
+            if self._tokenize_mode in (None, "llamacpp"):
+                body = await self._call(
+                    client, "POST", f"{root}/extras/tokenize/count", {"input": text}, missing_ok=True
+                )
+                if body is not None:
+                    self._tokenize_mode = "llamacpp"
+                    return int(body["count"])
+        if self._tokenize_mode is None:
+            log.warning("engine server has no tokenize endpoint; estimating 3 characters per token")
+            self._tokenize_mode = "estimate"
+        return len(text) // 3 + 1  # conservative for English: real tokenizers average about 4
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None  # an HTTP date: fall back to our own backoff
+
+
+def _first_worker_error(group: BaseExceptionGroup) -> BaseException:
+    """The first WorkerError in a (nested) exception group, else the first exception itself."""
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            exc = _first_worker_error(exc)
+        if isinstance(exc, WorkerError):
+            return exc
+    return group.exceptions[0]
