@@ -91,9 +91,13 @@ def run_in_child(module: str, payload: dict[str, Any], *, limits: ChildLimits, w
         env=env,
         start_new_session=True,
     )
+    # A spawned child's ru_maxrss starts at the parent's RSS (Linux carries the high-water mark over
+    # exec), so it is the child's own only when above ours; sampling /proc while it runs covers the rest.
+    parent_maxrss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    sampled_kb: list[int] = [0]
     try:
         _send_request(proc, request)
-        exited = _wait_for_exit(proc.pid, deadline=started + limits.timeout_s)
+        exited = _wait_for_exit(proc.pid, deadline=started + limits.timeout_s, high_water_kb=sampled_kb)
     finally:
         # Kill the whole session before reaping: the zombie leader keeps its process-group id from
         # being reused, so this can only reach the child and anything it started.
@@ -101,7 +105,8 @@ def run_in_child(module: str, payload: dict[str, Any], *, limits: ChildLimits, w
             os.killpg(proc.pid, signal.SIGKILL)
         status, usage = _reap(proc)
     wall_s = time.monotonic() - started
-    peak_rss_mb = usage.ru_maxrss / 1024 if usage else 0.0  # Linux reports kilobytes
+    reaped_kb = usage.ru_maxrss if usage and usage.ru_maxrss > parent_maxrss_kb else 0
+    peak_rss_mb = max(sampled_kb[0], reaped_kb) / 1024  # Linux reports kilobytes
     stats = {
         "child_peak_rss_mb": round(peak_rss_mb, 1),
         "child_cpu_s": round(usage.ru_utime + usage.ru_stime, 2) if usage else 0.0,
@@ -145,10 +150,26 @@ def _reap(proc: subprocess.Popen[bytes]) -> tuple[int | None, resource.struct_ru
     return status, usage
 
 
-def _wait_for_exit(pid: int, *, deadline: float) -> bool:
-    """True once the child has exited (left unreaped), False if the deadline passed first."""
+def _own_high_water_kb(pid: int) -> int:
+    """The child's peak RSS so far (VmHWM of its own address space); 0 once it is a zombie or gone."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        return 0
+    return 0
+
+
+def _wait_for_exit(pid: int, *, deadline: float, high_water_kb: list[int]) -> bool:
+    """True once the child has exited (left unreaped), False if the deadline passed first.
+
+    While waiting, `high_water_kb[0]` tracks the child's own peak RSS.
+    """
     delay = 0.001
     while True:
+        high_water_kb[0] = max(high_water_kb[0], _own_high_water_kb(pid))
         # WNOWAIT: leave the zombie in place so its process group cannot be reused before we kill it.
         try:
             if os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:

@@ -39,6 +39,16 @@ def test_crashes_are_parser_crashed(how: str, reason: str, tmp_path: Path) -> No
     assert reason in error.details
 
 
+def test_a_large_parent_does_not_make_a_small_crash_look_out_of_memory(tmp_path: Path) -> None:
+    # The child inherits the parent's RSS high-water mark across exec: with a model loaded in the parent,
+    # every crash of a small child used to read as "near the memory limit".
+    ballast = bytearray(b"\x01") * (300 * 1024 * 1024)
+    error = run("segfault", tmp_path)
+    assert len(ballast) > LIMITS.memory_mb * 1024 * 1024
+    assert error.code == "parser_crashed", error.details
+    assert error.details["child_peak_rss_mb"] < LIMITS.memory_mb
+
+
 def test_segfault_names_the_signal(tmp_path: Path) -> None:
     assert run("segfault", tmp_path).details["signal"] == "SIGSEGV"
 
