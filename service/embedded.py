@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from service.api import create_app
 from service.api.observability import Metrics, configure_api_logging, job_id_var
+from service.background import PollingThread
 from service.config import Settings
 from service.runtime import engine_from, limits_from, model_ref, options_from
 from service.store import repositories as repo
@@ -33,8 +34,10 @@ MAX_DELIVERIES = 5
 """An outbox row whose delivery kept crashing the runner is given up after this many claims."""
 
 
-class EmbeddedWorker:
+class EmbeddedWorker(PollingThread):
     """A daemon thread running queued jobs one at a time (one model, one CPU budget)."""
+
+    thread_name = "abstractor-worker"
 
     def __init__(
         self,
@@ -45,15 +48,12 @@ class EmbeddedWorker:
         metrics: Metrics | None = None,
         poll_s: float = 1.0,
     ) -> None:
+        super().__init__(poll_s=poll_s)
         self._factory = session_factory
         self._settings = settings
         self._engine = engine
         self._engine_lock = threading.Lock()
         self.metrics = metrics
-        self._poll_s = poll_s
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     def engine(self) -> Engine:
         """The injected engine, or the configured one, built on first use (loading takes seconds)."""
@@ -63,40 +63,6 @@ class EmbeddedWorker:
                 log.info("loading engine", extra={"engine": s.engine, "grammar_backend": s.grammar_backend})
                 self._engine = engine_from(s)
             return self._engine
-
-    def start(self) -> None:
-        """Start the thread (idempotent)."""
-        if self._thread is not None and self._thread.is_alive():
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._loop, name="abstractor-worker", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float = 30.0) -> None:
-        """Ask the thread to stop after its current job and wait for it."""
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-
-    def wake(self) -> None:
-        """Look for work now."""
-        self._wake.set()
-
-    def alive(self) -> bool:
-        """Whether the thread runs."""
-        return self._thread is not None and self._thread.is_alive()
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                worked = self.run_once()
-            except Exception as e:  # noqa: BLE001 - the thread must outlive a store outage
-                log.error("worker iteration failed", extra={"exc_type": type(e).__name__})
-                worked = False
-            if not worked:
-                self._wake.wait(self._poll_s)
-                self._wake.clear()
 
     def run_once(self) -> bool:
         """Claim one outbox message and run its job; False when there was nothing to do."""

@@ -38,7 +38,6 @@ import json
 import logging
 import random
 import socket
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -47,6 +46,7 @@ from typing import Any
 import httpx
 from sqlalchemy.orm import Session, sessionmaker
 
+from service.background import PollingThread
 from service.config import Settings
 from service.store import repositories as repo
 from service.store.models import utcnow
@@ -283,12 +283,14 @@ def backoff_s(attempt: int, base_s: float, cap_s: float) -> float:
     return delay * random.uniform(0.8, 1.2)  # jitter, not a secret
 
 
-class WebhookDeliverer:
+class WebhookDeliverer(PollingThread):
     """Claims due notifications from the webhook outbox and delivers them; runs as a thread or step by step.
 
     Several deliverers may run at once (Postgres SKIP LOCKED claims with a lease): run one beside each
     relay. It has the embedded worker's start/stop/wake/alive shape, so an app can own it as background.
     """
+
+    thread_name = "abstractor-webhooks"
 
     def __init__(
         self,
@@ -309,14 +311,11 @@ class WebhookDeliverer:
         self._allow = tuple(allow_hosts)
         self._timeout_s = timeout_s
         self._max_attempts = max_attempts
-        self._poll_s = poll_s
         self._base_s = backoff_base_s
         self._cap_s = backoff_cap_s
         self._batch = batch_size
         self._resolve = resolve
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        super().__init__(poll_s=poll_s)
 
     @classmethod
     def from_settings(
@@ -384,37 +383,3 @@ class WebhookDeliverer:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline and self.run_once():
             pass
-
-    def start(self) -> None:
-        """Start the delivery thread (idempotent)."""
-        if self._thread is not None and self._thread.is_alive():
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._loop, name="abstractor-webhooks", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float = 30.0) -> None:
-        """Stop after the current attempt."""
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-
-    def wake(self) -> None:
-        """Look for due notifications now."""
-        self._wake.set()
-
-    def alive(self) -> bool:
-        """Whether the thread runs."""
-        return self._thread is not None and self._thread.is_alive()
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                worked = self.run_once()
-            except Exception as e:  # noqa: BLE001 - the thread must outlive a store outage
-                log.error("webhook delivery iteration failed", extra={"exc_type": type(e).__name__})
-                worked = 0
-            if not worked:
-                self._wake.wait(self._poll_s)
-                self._wake.clear()
