@@ -78,6 +78,39 @@ def _update(session: Session, statement: Update, cls: type[object], ids: Iterabl
     return result.rowcount
 
 
+Leased = TypeVar("Leased", OutboxMessage, WebhookDelivery)
+
+
+def _claim_leased(
+    session: Session,
+    cls: type[Leased],
+    *,
+    due: Sequence[Any],
+    order_by: Sequence[Any],
+    limit: int,
+    lease: dt.timedelta,
+    now: dt.datetime,
+) -> list[Leased]:
+    """Lease up to `limit` rows matching `due` that no live lease holds, counting an attempt on each.
+
+    Postgres skips rows another claimer has locked (SKIP LOCKED); SQLite has one writer anyway.
+    """
+    ids = list(
+        session.scalars(
+            select(cls.id)
+            .where(*due, or_(cls.claimed_until.is_(None), cls.claimed_until < now))
+            .order_by(*order_by)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+    )
+    if not ids:
+        return []
+    statement = update(cls).where(cls.id.in_(ids)).values(claimed_until=now + lease, attempts=cls.attempts + 1)
+    _update(session, statement, cls, ids)
+    return list(session.scalars(select(cls).where(cls.id.in_(ids)).order_by(cls.id)))
+
+
 # --- tenants -----------------------------------------------------------------------------------------
 
 
@@ -482,28 +515,15 @@ def claim_outbox(
     Postgres skips rows another relay has locked (SKIP LOCKED); SQLite has one writer anyway.
     Commit the claim, publish, then `mark_outbox_sent`; a relay that dies lets its lease lapse.
     """
-    now = now or utcnow()
-    ids = list(
-        session.scalars(
-            select(OutboxMessage.id)
-            .where(
-                OutboxMessage.sent_at.is_(None),
-                or_(OutboxMessage.claimed_until.is_(None), OutboxMessage.claimed_until < now),
-            )
-            .order_by(OutboxMessage.id)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        )
+    return _claim_leased(
+        session,
+        OutboxMessage,
+        due=[OutboxMessage.sent_at.is_(None)],
+        order_by=[OutboxMessage.id],
+        limit=limit,
+        lease=lease,
+        now=now or utcnow(),
     )
-    if not ids:
-        return []
-    statement = (
-        update(OutboxMessage)
-        .where(OutboxMessage.id.in_(ids))
-        .values(claimed_until=now + lease, attempts=OutboxMessage.attempts + 1)
-    )
-    _update(session, statement, OutboxMessage, ids)
-    return list(session.scalars(select(OutboxMessage).where(OutboxMessage.id.in_(ids)).order_by(OutboxMessage.id)))
 
 
 def mark_outbox_sent(session: Session, message_ids: Sequence[int], *, now: dt.datetime | None = None) -> int:
@@ -744,30 +764,18 @@ def claim_webhook_deliveries(
     Commit the claim, POST, then `record_webhook_attempt`; a deliverer that dies lets its lease lapse.
     """
     now = now or utcnow()
-    ids = list(
-        session.scalars(
-            select(WebhookDelivery.id)
-            .where(
-                WebhookDelivery.delivered_at.is_(None),
-                WebhookDelivery.gave_up_at.is_(None),
-                WebhookDelivery.next_attempt_at <= now,
-                or_(WebhookDelivery.claimed_until.is_(None), WebhookDelivery.claimed_until < now),
-            )
-            .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        )
-    )
-    if not ids:
-        return []
-    statement = (
-        update(WebhookDelivery)
-        .where(WebhookDelivery.id.in_(ids))
-        .values(claimed_until=now + lease, attempts=WebhookDelivery.attempts + 1)
-    )
-    _update(session, statement, WebhookDelivery, ids)
-    return list(
-        session.scalars(select(WebhookDelivery).where(WebhookDelivery.id.in_(ids)).order_by(WebhookDelivery.id))
+    return _claim_leased(
+        session,
+        WebhookDelivery,
+        due=[
+            WebhookDelivery.delivered_at.is_(None),
+            WebhookDelivery.gave_up_at.is_(None),
+            WebhookDelivery.next_attempt_at <= now,
+        ],
+        order_by=[WebhookDelivery.next_attempt_at, WebhookDelivery.id],
+        limit=limit,
+        lease=lease,
+        now=now,
     )
 
 
