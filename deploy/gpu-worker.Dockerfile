@@ -8,33 +8,34 @@
 # Model weights are never baked in nor fetched at start: mount them read-only at /models
 # (HF_HUB_OFFLINE=1 makes a missing file an error instead of a download).
 
-ARG VLLM_IMAGE=vllm/vllm-openai:v0.25.0
+ARG VLLM_IMAGE=vllm/vllm-openai:v0.32.0
 FROM ${VLLM_IMAGE}
 
-# Compilers for llama-cpp-python, a dependency of the package (the CPU engine).
-# hadolint ignore=DL3008
-RUN apt-get update \
- && apt-get install -y --no-install-recommends build-essential cmake \
- && rm -rf /var/lib/apt/lists/* \
- && groupadd --system --gid 10001 abstractor \
+RUN groupadd --system --gid 10001 abstractor \
  && useradd --system --uid 10001 --gid 10001 --home-dir /home/abstractor --create-home \
       --shell /usr/sbin/nologin abstractor \
  && install -d -o 10001 -g 10001 -m 0750 /var/lib/abstractor /models
 
 ENV PIP_NO_CACHE_DIR=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    CMAKE_BUILD_PARALLEL_LEVEL=4
+    PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 COPY pyproject.toml README.md ./
+COPY scripts/vllm_env.py ./scripts/vllm_env.py
 COPY schemas ./schemas
 COPY workers ./workers
 COPY service ./service
-# Our own venv that still sees the image's vLLM and torch (system site-packages), so the
-# project's pins cannot replace the packages vLLM was built against in the system environment.
+# Our own venv that sees the image's vLLM and torch (system site-packages). As in scripts/setup-vllm
+# (the environment the tests run): only our dependencies that vLLM lacks are added, constrained to what
+# the image has, so every package vLLM was built against stays as it is; the CPU engine (llama.cpp and
+# the embedded GGUF) is left out, the package itself goes in without dependencies.
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 RUN python3 -m venv --system-site-packages /opt/abstractor \
- && /opt/abstractor/bin/pip install . \
+ && python3 -m pip freeze --exclude-editable > /tmp/vllm-constraints.txt \
+ && /opt/abstractor/bin/python scripts/vllm_env.py requirements \
+    | xargs /opt/abstractor/bin/pip install -c /tmp/vllm-constraints.txt \
+ && /opt/abstractor/bin/pip install --no-deps . \
  && /opt/abstractor/bin/python -c "import vllm, service.cli" \
- && rm -rf /src
+ && rm -rf /src /tmp/vllm-constraints.txt
 
 ENV PATH=/opt/abstractor/bin:$PATH \
     PYTHONUNBUFFERED=1 \

@@ -341,14 +341,26 @@ def relay() -> None:
 
 @app.command()
 def worker(
-    concurrency: Annotated[int, typer.Option(min=1, help="Jobs run at once (processes, each with its engine).")] = 1,
+    concurrency: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Jobs run at once: threads sharing one engine (default ABSTRACTOR_WORKER_CONCURRENCY), "
+            "or processes each with its own engine (default 1).",
+        ),
+    ] = None,
+    pool: Annotated[
+        str | None, typer.Option(help="threads or prefork (default ABSTRACTOR_WORKER_POOL: by engine).")
+    ] = None,
 ) -> None:
     """Run a Celery worker on the `extractions` queue (the engine loads on the first job), until SIGTERM."""
     from service.production import run_worker
     from service.store.errors import StoreError
 
+    if pool not in (None, "threads", "prefork"):
+        fail("invalid_option", "--pool must be threads or prefork")
     try:
-        run_worker(get_settings(), concurrency=concurrency)
+        run_worker(get_settings(), concurrency=concurrency, pool=pool)
     except (StoreError, WorkerError) as e:
         fail(e.code, e.message, e.details)
 

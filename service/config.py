@@ -92,9 +92,19 @@ class Settings(BaseSettings):
     request_timeout_s: float = Field(
         default=120.0, gt=0, description="Limit for one engine request, queueing included."
     )
-    vllm_model: str | None = Field(default=None, description="Weights (path or id) of in-process vLLM.")
+    vllm_model: str | None = Field(default=None, description="Weights (a local folder) of in-process vLLM.")
     vllm_structured_backend: Literal["xgrammar", "guidance", "outlines"] = "xgrammar"
     vllm_gpu_memory_utilization: float = Field(default=0.9, gt=0, le=1)
+    vllm_kv_cache_gib: float | None = Field(
+        default=None, gt=0, description="KV cache size of in-process vLLM; set it on CPUs (default: memory fraction)."
+    )
+    vllm_enforce_eager: bool = Field(
+        default=False, description="Skip graph capture and compilation (starts in seconds; for CPUs and tests)."
+    )
+    vllm_dtype: str = Field(default="auto", description="Weights dtype of in-process vLLM (auto, bfloat16, ...).")
+    vllm_max_model_len: int | None = Field(
+        default=None, gt=0, description="Context window of in-process vLLM; default: ABSTRACTOR_N_CTX."
+    )
     max_new_tokens: int = 384
     reject_ungrounded: bool = Field(
         default=True, description="Move values not found in the source from `data` to `rejected` (flagged)."
@@ -114,6 +124,13 @@ class Settings(BaseSettings):
     )
 
     # Queue (Celery on Redis, workers/celery_app.py) and its repair crew (service/relay.py).
+    worker_pool: Literal["auto", "threads", "prefork"] = Field(
+        default="auto",
+        description="auto: threads for engines that batch many jobs (openai, vllm), processes for llamacpp.",
+    )
+    worker_concurrency: int = Field(
+        default=16, ge=1, description="Jobs one threads-pool worker runs at once (`abstractor worker` default)."
+    )
     task_soft_time_limit_s: float = Field(default=1800.0, gt=0, description="A job past this fails as time_limit.")
     task_time_limit_s: float = Field(default=1860.0, gt=0, description="The worker process is killed past this.")
     job_deadline_margin_s: float = Field(

@@ -109,6 +109,18 @@ def run_relay(settings: Settings) -> None:
             deliverer.stop()
 
 
+def worker_pool(settings: Settings) -> str:
+    """How a worker runs its jobs: threads where one engine serves many jobs at once, else processes.
+
+    An engine server (vLLM behind `openai`) or in-process vLLM batches every request in flight, so one
+    worker keeps many documents going on threads that share the engine and its bound on requests in
+    flight. llama.cpp runs one request at a time per model: one process (and model) per job.
+    """
+    if settings.worker_pool != "auto":
+        return settings.worker_pool
+    return "threads" if settings.engine in ("openai", "vllm") else "prefork"
+
+
 def task_runtime(settings: Settings, engine: Callable[[], Engine] | None = None) -> Callable[[], TaskRuntime]:
     """A factory of one worker process's runtime; `engine` (tests inject one) defaults to the configured engine."""
     build_engine = engine or (lambda: engine_from(settings))
@@ -122,6 +134,7 @@ def task_runtime(settings: Settings, engine: Callable[[], Engine] | None = None)
             blob_dir=settings.blob_dir,
             run_deadline_s=run_deadline_s(settings),
             retry_backoff_s=settings.retry_backoff_s,
+            time_limit_s=settings.task_soft_time_limit_s,
         )
 
     return build
@@ -130,19 +143,29 @@ def task_runtime(settings: Settings, engine: Callable[[], Engine] | None = None)
 def run_worker(
     settings: Settings,
     *,
-    concurrency: int = 1,
+    concurrency: int | None = None,
     engine: Callable[[], Engine] | None = None,
     hostname: str | None = None,
+    pool: str | None = None,
 ) -> None:
-    """Run a Celery worker (prefork pool: time limits need it) on the extractions queue until SIGTERM."""
+    """Run a Celery worker on the extractions queue until SIGTERM.
+
+    The threads pool (see `worker_pool`) runs `concurrency` jobs at once over one engine; Celery's time
+    limits need processes, so there the pipeline keeps the soft limit itself and the reconciler the hard
+    one (a run past its deadline is requeued). The prefork pool runs `concurrency` processes, each with
+    its own engine, under Celery's soft and hard limits.
+    """
     configure_api_logging(settings.log_level)
     app = configure(celery_spec(settings))
     install_runtime(task_runtime(settings, engine))
+    pool = pool or worker_pool(settings)
+    if concurrency is None:
+        concurrency = settings.worker_concurrency if pool == "threads" else 1
     argv = [
         "worker",
         f"--queues={QUEUE}",
         f"--concurrency={concurrency}",
-        "--pool=prefork",
+        f"--pool={pool}",
         f"--loglevel={settings.log_level.upper()}",
         # Gossip and mingle are for worker-to-worker chatter we do not use; skipping them speeds restarts.
         "--without-gossip",
@@ -150,5 +173,5 @@ def run_worker(
     ]
     if hostname is not None:
         argv.append(f"--hostname={hostname}")
-    log.info("worker starting", extra={"concurrency": concurrency, "queue": QUEUE})
+    log.info("worker starting", extra={"concurrency": concurrency, "pool": pool, "queue": QUEUE})
     app.worker_main(argv)

@@ -70,6 +70,10 @@ def engine_from(settings: Settings) -> Engine:
         vllm_model=settings.vllm_model,
         vllm_backend=settings.vllm_structured_backend,
         vllm_gpu_memory_utilization=settings.vllm_gpu_memory_utilization,
+        vllm_kv_cache_gib=settings.vllm_kv_cache_gib,
+        vllm_enforce_eager=settings.vllm_enforce_eager,
+        vllm_dtype=settings.vllm_dtype,
+        vllm_max_model_len=settings.vllm_max_model_len,
     )
 
 

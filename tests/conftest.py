@@ -38,3 +38,15 @@ def engine(model_cache: Path) -> Iterator[object]:
     from workers.engines.llamacpp import LlamaCppEngine
 
     yield LlamaCppEngine(cache_dir=model_cache, grammar_backend="llguidance")
+
+
+@pytest.fixture(scope="session")
+def vllm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """One real `vllm serve` (CPU build, xgrammar) for the session: the engine, end-to-end and bench tests."""
+    from bench.vllm_cpu import VllmServer
+    from tests.support.vllm import require_vllm
+
+    env = require_vllm()
+    log_path = tmp_path_factory.mktemp("vllm-server") / "server.log"
+    with VllmServer(env, backend="xgrammar", log_path=log_path) as server:
+        yield server

@@ -16,6 +16,7 @@ have started. Attempts are counted when a run starts, so a run killed mid-way st
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import time
@@ -248,6 +249,7 @@ def run_job(
     run_deadline_s: float | None = None,
     retry_backoff_s: float = 0.0,
     time_limit_errors: tuple[type[BaseException], ...] = (),
+    time_limit_s: float | None = None,
 ) -> None:
     """Run one job to succeeded or failed (or requeued, for a transient fault); never raises for the job's own faults.
 
@@ -255,9 +257,13 @@ def run_job(
     loading). Store errors while recording the outcome propagate: the caller's queue retries delivery.
     `run_deadline_s` sets the started job's deadline; a transient fault's requeue waits
     `retry_backoff_s * 2**(attempt-1)`; `time_limit_errors` (the queue's soft time limit) fail the job as
-    `time_limit` rather than as a bug (a document that slow will be as slow again).
+    `time_limit` rather than as a bug (a document that slow will be as slow again). `time_limit_s` is the
+    same limit kept by the pipeline itself (no new engine call past it), for workers whose jobs run as
+    threads, which no signal can interrupt.
     """
     started = time.perf_counter()
+    if time_limit_s is not None:
+        options = dataclasses.replace(options, deadline=time.monotonic() + time_limit_s)
     try:
         tenant_id, attempts = _start(session_factory, job_id, request_id, run_deadline_s)
     except _Skip as e:

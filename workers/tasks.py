@@ -66,6 +66,7 @@ class TaskRuntime:
     blob_dir: Path | None = None
     run_deadline_s: float | None = None
     retry_backoff_s: float = 0.0
+    time_limit_s: float | None = None
 
 
 class _Runtimes:
@@ -140,6 +141,7 @@ def extract(self: Task[Any, Any], message: Any) -> None:
             run_deadline_s=rt.run_deadline_s,
             retry_backoff_s=rt.retry_backoff_s,
             time_limit_errors=(SoftTimeLimitExceeded,),
+            time_limit_s=rt.time_limit_s,
         )
     except Exception as e:
         if not is_transient(e):

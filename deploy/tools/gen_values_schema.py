@@ -164,9 +164,10 @@ def schema() -> dict[str, Any]:
                 path={"type": "string", "pattern": "^/"},
             ),
             "worker": obj(
-                ["replicaCount", "concurrency"],
+                ["replicaCount", "concurrency", "engineConcurrency"],
                 replicaCount=COUNT,
                 concurrency=POSITIVE,
+                engineConcurrency=POSITIVE,
                 resources=resources(),
                 terminationGracePeriodSeconds=COUNT,
                 pdb=pdb(),

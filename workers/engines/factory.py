@@ -30,6 +30,10 @@ def build_engine(
     vllm_model: str | None = None,
     vllm_backend: str = "xgrammar",
     vllm_gpu_memory_utilization: float = 0.9,
+    vllm_kv_cache_gib: float | None = None,
+    vllm_enforce_eager: bool = False,
+    vllm_dtype: str = "auto",
+    vllm_max_model_len: int | None = None,
 ) -> Engine:
     """The engine named by `kind`; unknown kinds are a configuration error, not a silent fallback."""
     if kind == "llamacpp":
@@ -66,7 +70,11 @@ def build_engine(
         return VllmEngine(
             model=vllm_model,
             backend=vllm_backend,
-            max_model_len=n_ctx,
+            max_model_len=vllm_max_model_len or n_ctx,
             gpu_memory_utilization=vllm_gpu_memory_utilization,
+            kv_cache_gib=vllm_kv_cache_gib,
+            enforce_eager=vllm_enforce_eager,
+            dtype=vllm_dtype,
+            request_timeout_s=request_timeout_s,
         )
     raise ConfigError(f"unknown engine {kind!r}; choose one of {ENGINES}", code="engine_missing")

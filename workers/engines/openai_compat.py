@@ -1,7 +1,9 @@
 """Client for an OpenAI-compatible server (production: `vllm serve`), with many requests in flight.
 
-vLLM batches continuously: the GPU is full only when many requests wait at once, so one `generate`
-call sends every chunk together (at most `concurrency` in flight) rather than one after another.
+vLLM batches continuously: the GPU is full only when many requests wait at once. So one `generate`
+call sends every chunk of its document together, and a worker running many jobs at once (one thread
+each) shares one engine: every call runs on the engine's own event loop (`BackgroundLoop`), through one
+HTTP connection pool, under one bound of `concurrency` requests in flight for the whole process.
 
 Failure policy (the pipeline never sees a partial answer):
 - HTTP 5xx, 408, 429, timeouts and connection errors are retried with exponential backoff; when the
@@ -19,21 +21,20 @@ before any `input_value=` part, and never the prompt.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import logging
 import re
+import threading
 import time
-from collections.abc import Coroutine, Sequence
-from typing import Any, Literal, TypeVar
+from collections.abc import Sequence
+from typing import Any, Literal
 
 import httpx
 
+from workers.engines.event_loop import BackgroundLoop
 from workers.engines.protocol import EngineInfo, FinishReason, GenerationRequest, GenerationResult
 from workers.errors import BadInputError, ConfigError, TransientError, WorkerError
 
 log = logging.getLogger(__name__)
-
-T = TypeVar("T")
 
 RETRY_STATUS = frozenset({408, 429})
 """Besides every 5xx: the server timed out or shed load, so the same request may succeed later."""
@@ -151,16 +152,6 @@ def error_detail(response: httpx.Response) -> str:
     return first[:240]
 
 
-def _run_sync(coro: Coroutine[Any, Any, T]) -> T:
-    """Run a coroutine to completion from sync code, even when this thread already runs a loop."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro)
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(asyncio.run, coro).result()
-
-
 def _root_url(base_url: str) -> str:
     """The server root: vLLM serves /tokenize there and llama.cpp /extras, beside the /v1 API."""
     base = base_url.rstrip("/")
@@ -202,8 +193,13 @@ class OpenAICompatEngine:
         self._default_context_tokens = default_context_tokens
         self._context_tokens: int | None = None
         self._tokenize_mode: TokenizeMode | None = None
+        self.in_flight = 0
         self.peak_in_flight = 0
-        """Most requests this engine had open at once during its last `generate` call."""
+        """Most requests this engine had open at once (over all threads) since `reset_peak`."""
+        self._loop: BackgroundLoop | None = None
+        self._loop_lock = threading.Lock()
+        self._http: httpx.AsyncClient | None = None
+        self._gate: asyncio.Semaphore | None = None
         self.info = EngineInfo(
             engine="openai",
             model=model,
@@ -212,12 +208,43 @@ class OpenAICompatEngine:
             extra={"base_url": self.base_url, "concurrency": concurrency, "response_format": response_format_style},
         )
 
-    # -- HTTP with retries -------------------------------------------------------------------------
+    # -- the shared loop, client and bound -----------------------------------------------------------
 
-    def _client(self) -> httpx.AsyncClient:
+    def _run(self, coro: Any) -> Any:
+        """Run `coro` on this engine's loop (started on first use) and wait for it, from any thread."""
+        with self._loop_lock:
+            if self._loop is None:
+                self._loop = BackgroundLoop(f"openai-engine-{id(self):x}")
+                self._loop.call(self._open)
+            loop = self._loop
+        return loop.run(coro)
+
+    def _open(self) -> None:
+        # Built on the loop's thread: the client's pool and the semaphore belong to that loop.
         limits = httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
         timeout = httpx.Timeout(self.timeout_s, connect=min(10.0, self.timeout_s))
-        return httpx.AsyncClient(headers=self._headers, limits=limits, timeout=timeout)
+        self._http = httpx.AsyncClient(headers=self._headers, limits=limits, timeout=timeout)
+        self._gate = asyncio.Semaphore(self.concurrency)
+
+    def close(self) -> None:
+        """Close the connection pool and stop the loop (the engine may not be used afterwards)."""
+        with self._loop_lock:
+            loop, self._loop = self._loop, None
+        if loop is None:
+            return
+        if self._http is not None:
+            loop.run(self._http.aclose())
+        loop.close()
+
+    def reset_peak(self) -> None:
+        """Start counting the peak of requests in flight again (benchmarks and tests read it)."""
+        self.peak_in_flight = self.in_flight
+
+    def _client(self) -> httpx.AsyncClient:
+        assert self._http is not None, "the client is opened on the loop before any call"
+        return self._http
+
+    # -- HTTP with retries -------------------------------------------------------------------------
 
     async def _call(
         self,
@@ -236,6 +263,7 @@ class OpenAICompatEngine:
         """
         delay = self.backoff_s
         last = ""
+        statuses: list[int] = []
         for attempt in range(self.max_retries + 1):
             retry_after: float | None = None
             try:
@@ -256,6 +284,7 @@ class OpenAICompatEngine:
                     return None
                 elif status >= 500 or status in RETRY_STATUS:
                     last = f"HTTP {status}: {error_detail(response)}"
+                    statuses.append(status)
                     retry_after = _retry_after(response)
                 elif status in CONFIG_STATUS:
                     raise ConfigError(
@@ -276,28 +305,50 @@ class OpenAICompatEngine:
                 )
                 await asyncio.sleep(min(max(delay, retry_after or 0.0), _MAX_BACKOFF_S))
                 delay *= 2
+        if statuses == [500] * (self.max_retries + 1) and await self._healthy(client):
+            # The server is up and answers its health check, yet fails this very request every time:
+            # it cannot run it (vLLM answers 500 when its grammar backend crashes compiling a schema).
+            # Retrying the job would only repeat that, so the job fails now, with a clear code.
+            raise BadInputError(
+                f"engine server is healthy but failed this request {len(statuses)} times (HTTP 500); its "
+                "grammar backend may be unable to compile the schema",
+                code="engine_request_failed",
+                details={"attempts": len(statuses)},
+            )
         raise TransientError(
             f"engine server at {self.base_url} failed {self.max_retries + 1} times: {last}",
             code="engine_unavailable",
             details={"attempts": self.max_retries + 1, "last_error": last},
         )
 
+    async def _healthy(self, client: httpx.AsyncClient) -> bool:
+        """Whether the server answers its health check (vLLM's and llama.cpp's `/health`) with 200."""
+        try:
+            async with asyncio.timeout(min(10.0, self.timeout_s)):
+                response = await client.get(f"{_root_url(self.base_url)}/health")
+        except (TimeoutError, httpx.HTTPError):
+            return False
+        return response.status_code == 200
+
     # -- generation --------------------------------------------------------------------------------
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
-        """Send all requests at once (at most `concurrency` open); results come back in request order."""
+        """Send all requests at once (within the engine-wide bound); results come back in request order.
+
+        Safe to call from many threads at once: their requests share the bound and the connections.
+        """
         if not requests:
             return []
-        return _run_sync(self._generate_all(list(requests)))
+        results: list[GenerationResult] = self._run(self._generate_all(list(requests)))
+        return results
 
     async def _generate_all(self, requests: list[GenerationRequest]) -> list[GenerationResult]:
-        gate = asyncio.Semaphore(self.concurrency)
-        in_flight = 0
-        self.peak_in_flight = 0
         url = f"{self.base_url}/chat/completions"
+        client = self._client()
+        gate = self._gate
+        assert gate is not None
 
-        async def one(client: httpx.AsyncClient, request: GenerationRequest) -> GenerationResult:
-            nonlocal in_flight
+        async def one(request: GenerationRequest) -> GenerationResult:
             payload = chat_payload(
                 request,
                 self.model,
@@ -305,22 +356,21 @@ class OpenAICompatEngine:
                 style=self.response_format_style,
             )
             async with gate:
-                in_flight += 1
-                self.peak_in_flight = max(self.peak_in_flight, in_flight)
+                self.in_flight += 1
+                self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
                 started = time.perf_counter()
                 try:
                     body = await self._call(client, "POST", url, payload, request_id=request.request_id)
                 finally:
-                    in_flight -= 1
+                    self.in_flight -= 1
                 return parse_completion(body, time.perf_counter() - started)
 
-        async with self._client() as client:
-            try:
-                async with asyncio.TaskGroup() as group:
-                    tasks = [group.create_task(one(client, r)) for r in requests]
-            except BaseExceptionGroup as eg:
-                # One request failed for good: the others were cancelled, the caller gets the first cause.
-                raise _first_worker_error(eg) from eg
+        try:
+            async with asyncio.TaskGroup() as group:
+                tasks = [group.create_task(one(r)) for r in requests]
+        except BaseExceptionGroup as eg:
+            # One request failed for good: the others were cancelled, the caller gets the first cause.
+            raise _first_worker_error(eg) from eg
         return [t.result() for t in tasks]
 
     # -- tokens and context ------------------------------------------------------------------------
@@ -329,12 +379,11 @@ class OpenAICompatEngine:
     def context_tokens(self) -> int:
         """The served model's context window (`max_model_len` from /v1/models), else the configured one."""
         if self._context_tokens is None:
-            self._context_tokens = _run_sync(self._discover_context())
+            self._context_tokens = int(self._run(self._discover_context()))
         return self._context_tokens
 
     async def _discover_context(self) -> int:
-        async with self._client() as client:
-            body = await self._call(client, "GET", f"{self.base_url}/models")
+        body = await self._call(self._client(), "GET", f"{self.base_url}/models")
         served = [m for m in (body.get("data") or []) if isinstance(m, dict)] if isinstance(body, dict) else []
         ids = [str(m.get("id")) for m in served]
         if served and self.model not in ids:
@@ -348,24 +397,22 @@ class OpenAICompatEngine:
 
     def count_tokens(self, text: str) -> int:
         """Exact count from the server's tokenizer (vLLM /tokenize or llama.cpp /extras/tokenize/count)."""
-        return _run_sync(self._count_tokens(text))
+        return int(self._run(self._count_tokens(text)))
 
     async def _count_tokens(self, text: str) -> int:
         root = _root_url(self.base_url)
-        async with self._client() as client:
-            if self._tokenize_mode in (None, "vllm"):
-                payload = {"model": self.model, "prompt": text, "add_special_tokens": False}
-                body = await self._call(client, "POST", f"{root}/tokenize", payload, missing_ok=True)
-                if body is not None:
-                    self._tokenize_mode = "vllm"
-                    return int(body["count"])
-            if self._tokenize_mode in (None, "llamacpp"):
-                body = await self._call(
-                    client, "POST", f"{root}/extras/tokenize/count", {"input": text}, missing_ok=True
-                )
-                if body is not None:
-                    self._tokenize_mode = "llamacpp"
-                    return int(body["count"])
+        client = self._client()
+        if self._tokenize_mode in (None, "vllm"):
+            payload = {"model": self.model, "prompt": text, "add_special_tokens": False}
+            body = await self._call(client, "POST", f"{root}/tokenize", payload, missing_ok=True)
+            if body is not None:
+                self._tokenize_mode = "vllm"
+                return int(body["count"])
+        if self._tokenize_mode in (None, "llamacpp"):
+            body = await self._call(client, "POST", f"{root}/extras/tokenize/count", {"input": text}, missing_ok=True)
+            if body is not None:
+                self._tokenize_mode = "llamacpp"
+                return int(body["count"])
         if self._tokenize_mode is None:
             log.warning("engine server has no tokenize endpoint; estimating 3 characters per token")
             self._tokenize_mode = "estimate"

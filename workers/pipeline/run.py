@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from pydantic import BaseModel
@@ -13,6 +13,7 @@ from workers.documents.errors import DocumentError
 from workers.documents.model import Document
 from workers.engines.constraints import generation_schema
 from workers.engines.protocol import Engine, GenerationRequest, GenerationResult, Message
+from workers.errors import WorkerError
 from workers.pipeline.chunking import Chunk, chunk_document
 from workers.pipeline.grounding import NOT_FOUND, ground_record, low_confidence_flags
 from workers.pipeline.merging import merge_records
@@ -45,6 +46,9 @@ class PipelineOptions:
     retry_factor: int = 2
     reject_ungrounded: bool = True
     keep_chunk_records: bool = False  # evaluation aid: each chunk's validated record, before merging
+    deadline: float | None = None
+    """`time.monotonic()` past which no new engine call starts: the job's own time limit, which a worker
+    running jobs as threads (no signal can stop a thread) enforces this way."""
 
 
 @dataclass
@@ -54,12 +58,16 @@ class _Usage:
     generate_s: float = 0.0
     calls: int = 0
     retries: int = 0
+    requests: list[list[int]] = field(default_factory=list)
+    """[chunk index, prompt tokens, completion tokens] of every engine request in order (retries too):
+    what a benchmark replays against the raw engine."""
 
-    def add(self, result: GenerationResult) -> None:
+    def add(self, result: GenerationResult, chunk: int) -> None:
         self.prompt_tokens += result.prompt_tokens
         self.completion_tokens += result.completion_tokens
         self.generate_s += result.seconds
         self.calls += 1
+        self.requests.append([chunk, result.prompt_tokens, result.completion_tokens])
 
 
 def _chunk_budget(engine: Engine, prefix: tuple[Message, ...], options: PipelineOptions) -> int:
@@ -75,19 +83,26 @@ def _chunk_budget(engine: Engine, prefix: tuple[Message, ...], options: Pipeline
     return budget
 
 
+def _check_deadline(options: PipelineOptions) -> None:
+    if options.deadline is not None and time.monotonic() > options.deadline:
+        raise WorkerError("the job ran past its time limit", code="time_limit")
+
+
 def _generate_validated(
     engine: Engine,
     requests: list[GenerationRequest],
     model: type[BaseModel],
     options: PipelineOptions,
     usage: _Usage,
+    first_chunk: int = 0,
 ) -> list[dict[str, Any]]:
     """Generate all chunks, then retry the failed ones once with a bigger budget; fail if any still fails."""
+    _check_deadline(options)
     results = engine.generate(requests)
     records: list[dict[str, Any] | None] = []
     failures: list[int] = []
     for i, result in enumerate(results):
-        usage.add(result)
+        usage.add(result, first_chunk + i)
         try:
             records.append(validate_output(result, model))
         except OutputError:
@@ -95,6 +110,7 @@ def _generate_validated(
             failures.append(i)
     if failures:
         usage.retries += len(failures)
+        _check_deadline(options)
         retried = engine.generate(
             [
                 GenerationRequest(
@@ -107,7 +123,7 @@ def _generate_validated(
             ]
         )
         for i, result in zip(failures, retried, strict=True):
-            usage.add(result)
+            usage.add(result, first_chunk + i)
             records[i] = validate_output(result, model)  # a second failure propagates: no partial record
     return [r for r in records if r is not None]
 
@@ -135,6 +151,36 @@ def _ocr_metadata(doc: Document) -> dict[str, Any]:
     }
 
 
+def plan_requests(
+    doc: Document, schema: SchemaLike, engine: Engine, options: PipelineOptions
+) -> tuple[list[Chunk], list[GenerationRequest]]:
+    """The document's chunks and one constrained request per chunk, exactly as `extract_document` sends them.
+
+    Public so a benchmark can send the very same prompts to the raw engine.
+    """
+    if not doc.text.strip():
+        raise DocumentError("no_text", details={"pages_without_text": list(doc.pages_without_text)})
+    json_schema = schema.json_schema()
+    title = str(json_schema.get("title") or schema.ref)
+    example_doc = getattr(schema, "example_document", None)
+    example_record = getattr(schema, "example_record", None)
+    example = (example_doc, example_record) if example_doc and example_record is not None else None
+    prefix = build_messages(title, json_schema, "", 1, 1, (), example)[:-1]
+    budget = _chunk_budget(engine, prefix, options)
+    chunks: list[Chunk] = chunk_document(doc, engine.count_tokens, budget, options.overlap_tokens)
+    constrained = generation_schema(json_schema)
+    requests = [
+        GenerationRequest(
+            messages=build_messages(title, json_schema, c.text, c.index + 1, len(chunks), c.pages, example),
+            json_schema=constrained,
+            max_tokens=options.max_new_tokens,
+            request_id=f"{doc.sha256[:12]}:{c.index}",
+        )
+        for c in chunks
+    ]
+    return chunks, requests
+
+
 def extract_document(
     doc: Document,
     schema: SchemaLike,
@@ -148,27 +194,8 @@ def extract_document(
     `rejected`; either way it carries a `not_found_in_source` flag.
     """
     started = time.perf_counter()
-    if not doc.text.strip():
-        raise DocumentError("no_text", details={"pages_without_text": list(doc.pages_without_text)})
-    json_schema = schema.json_schema()
-    title = str(json_schema.get("title") or schema.ref)
-    example_doc = getattr(schema, "example_document", None)
-    example_record = getattr(schema, "example_record", None)
-    example = (example_doc, example_record) if example_doc and example_record is not None else None
-    prefix = build_messages(title, json_schema, "", 1, 1, (), example)[:-1]
-    budget = _chunk_budget(engine, prefix, options)
-    chunks: list[Chunk] = chunk_document(doc, engine.count_tokens, budget, options.overlap_tokens)
+    chunks, requests = plan_requests(doc, schema, engine, options)
     chunked = time.perf_counter()
-    constrained = generation_schema(json_schema)
-    requests = [
-        GenerationRequest(
-            messages=build_messages(title, json_schema, c.text, c.index + 1, len(chunks), c.pages, example),
-            json_schema=constrained,
-            max_tokens=options.max_new_tokens,
-            request_id=f"{doc.sha256[:12]}:{c.index}",
-        )
-        for c in chunks
-    ]
     usage = _Usage()
     parts: list[tuple[dict[str, Any], list[tuple[int, int]]]] = []
     # One chunk per engine call keeps the progress bar honest; engines that batch get the whole list.
@@ -176,7 +203,7 @@ def extract_document(
     for lo in range(0, len(requests), step):
         batch = requests[lo : lo + step]
         for record, chunk in zip(
-            _generate_validated(engine, batch, schema.model, options, usage),
+            _generate_validated(engine, batch, schema.model, options, usage, first_chunk=lo),
             chunks[lo : lo + step],
             strict=True,
         ):
@@ -223,5 +250,6 @@ def extract_document(
             "completion_tokens": usage.completion_tokens,
             "engine_calls": usage.calls,
             "retries": usage.retries,
+            "requests": usage.requests,
         },
     }

@@ -88,6 +88,12 @@ def completion_body(content: str | None, finish_reason: str = "stop", completion
     }
 
 
+class _Server(ThreadingHTTPServer):
+    # socketserver's default listen backlog is 5: a burst of connections (one engine sending a whole
+    # wave of requests at once) would overflow it, and the kernel would delay the extra connects.
+    request_queue_size = 128
+
+
 Behaviour = Callable[["FaultyServer", dict[str, Any], int], tuple[int, Any, float]]
 """(server, request body, 1-based request number) -> (status, JSON body, seconds to wait before answering)."""
 
@@ -138,7 +144,7 @@ class FaultyServer:
                     with outer._lock:
                         outer.in_flight -= 1
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = _Server(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
         self.base_url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
         self.thread = threading.Thread(target=self.httpd.serve_forever, name="faulty-server", daemon=True)
