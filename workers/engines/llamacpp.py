@@ -10,33 +10,44 @@ import logging
 import os
 import threading
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from workers.engines.constraints import GRAMMAR_BACKENDS, logits_processor_for, make_outlines_backend
 from workers.engines.model_files import QWEN25_CODER_05B, ensure_embedded_model, verify_model_file
-from workers.engines.protocol import EngineInfo, GenerationRequest, GenerationResult
+from workers.engines.protocol import EngineInfo, GenerationRequest, GenerationResult, TokenLogprob, token_spans
 from workers.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
 
 class _GuardedProcessor:
-    """Records exceptions raised inside llama.cpp's C callback, which would otherwise be swallowed.
+    """The grammar mask, run inside llama.cpp's sampler callback; records what the callback cannot raise.
 
-    A swallowed error would let the model continue unconstrained, so any error fails the generation.
+    Exceptions raised there would be swallowed and let the model continue unconstrained, so any error
+    fails the generation. Decoding is greedy (temperature 0, no penalties) right after this callback,
+    so the token chosen at each step is the masked scores' argmax; its log-probability under the masked
+    distribution is recorded here, where those scores exist.
     """
 
     def __init__(self, inner: Any) -> None:
         self.inner = inner
         self.error: str | None = None
+        self.chosen: list[tuple[int, float]] = []
 
     def __call__(self, input_ids: Any, scores: Any) -> Any:
         if self.error is not None:
             return scores
         try:
-            return self.inner(input_ids, scores)
+            masked = scores if self.inner is None else self.inner(input_ids, scores)
+            best = int(np.argmax(masked))
+            top = float(masked[best])
+            self.chosen.append((best, -float(np.log(np.sum(np.exp(masked - top))))))
+            return masked
         except Exception as e:  # noqa: BLE001 - re-raised as a failed generation below
             self.error = f"{type(e).__name__}: {e}"
             return scores
@@ -104,15 +115,21 @@ class LlamaCppEngine:
         """Exact token count with the model's own tokenizer."""
         return len(self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
 
-    def _processor(self, schema: dict[str, Any]) -> _GuardedProcessor | None:
+    def _processor(self, schema: dict[str, Any]) -> _GuardedProcessor:
         if self._grammar_backend_name == "none":
-            return None
+            return _GuardedProcessor(None)
         if self._backend is None:
             import outlines
 
-            self._backend = make_outlines_backend(
-                self._grammar_backend_name, outlines.from_llamacpp(self._llm, chat_mode=False)
-            )
+            with warnings.catch_warnings():
+                # outlines reads the vocabulary through llama_token_get_attr, deprecated in llama-cpp-python:
+                # one DeprecationWarning per token (151,936) would bury everything else a run prints.
+                warnings.filterwarnings(
+                    "ignore", message="llama_token_get_attr is deprecated", category=DeprecationWarning
+                )
+                self._backend = make_outlines_backend(
+                    self._grammar_backend_name, outlines.from_llamacpp(self._llm, chat_mode=False)
+                )
         return _GuardedProcessor(logits_processor_for(self._grammar_backend_name, self._backend, schema))
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
@@ -131,19 +148,34 @@ class LlamaCppEngine:
                 messages=messages,
                 max_tokens=request.max_tokens,
                 temperature=0.0,
-                logits_processor=LogitsProcessorList([processor]) if processor else None,
+                logits_processor=LogitsProcessorList([processor]),
             )
             done = time.perf_counter()
+            text = out["choices"][0]["message"].get("content") or ""
+            tokens = self._spell(processor.chosen, text)
         choice = out["choices"][0]
         usage = out.get("usage", {})
         finish = choice.get("finish_reason") or "stop"
-        error = processor.error if processor else None
+        error = processor.error
         return GenerationResult(
-            text=choice["message"].get("content") or "",
+            text=text,
             finish_reason="error" if error else ("length" if finish == "length" else "stop"),
             prompt_tokens=int(usage.get("prompt_tokens", 0)),
             completion_tokens=int(usage.get("completion_tokens", 0)),
             seconds=done - started,
             timings={"grammar_setup_s": compiled - started, "generate_s": done - compiled},
             error=error,
+            tokens=tokens,
         )
+
+    def _spell(self, chosen: list[tuple[int, float]], text: str) -> tuple[TokenLogprob, ...]:
+        """The chosen tokens that spell `text` (the end-of-text token and anything after it dropped)."""
+        pieces: list[bytes] = []
+        logprobs: list[float] = []
+        for token, logprob in chosen:
+            piece = bytes(self._llm.detokenize([token], special=False))
+            if not piece:
+                break  # end of text (or another special token): nothing of the answer
+            pieces.append(piece)
+            logprobs.append(logprob)
+        return token_spans(pieces, logprobs, text)

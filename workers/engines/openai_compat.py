@@ -31,7 +31,14 @@ from typing import Any, Literal
 import httpx
 
 from workers.engines.event_loop import BackgroundLoop
-from workers.engines.protocol import EngineInfo, FinishReason, GenerationRequest, GenerationResult
+from workers.engines.protocol import (
+    EngineInfo,
+    FinishReason,
+    GenerationRequest,
+    GenerationResult,
+    TokenLogprob,
+    token_spans,
+)
 from workers.errors import BadInputError, ConfigError, TransientError, WorkerError
 
 log = logging.getLogger(__name__)
@@ -91,7 +98,30 @@ def chat_payload(
     }
     if disable_any_whitespace:
         body["structured_outputs"] = {"json": request.json_schema, "disable_any_whitespace": True}
+    if style == "json_schema":
+        # The chosen tokens' log-probabilities (vLLM: under the grammar mask; see vllm_release). Not asked
+        # of llama-cpp-python's server (the json_object style), which refuses them without logits_all.
+        body["logprobs"] = True
+        body["top_logprobs"] = 0
     return body
+
+
+def _tokens(choice: dict[str, Any]) -> tuple[list[bytes], list[float]]:
+    """Each answer token's bytes and log-probability from an OpenAI `logprobs.content` list."""
+    logprobs = choice.get("logprobs")
+    content = logprobs.get("content") if isinstance(logprobs, dict) else None
+    if not isinstance(content, list):
+        return [], []
+    pieces: list[bytes] = []
+    values: list[float] = []
+    for item in content:
+        if not isinstance(item, dict) or not isinstance(item.get("logprob"), int | float):
+            return [], []
+        raw = item.get("bytes")
+        piece = bytes(raw) if isinstance(raw, list) else str(item.get("token", "")).encode("utf-8")
+        pieces.append(piece)
+        values.append(float(item["logprob"]))
+    return pieces, values
 
 
 def parse_completion(body: Any, seconds: float) -> GenerationResult:
@@ -101,7 +131,9 @@ def parse_completion(body: Any, seconds: float) -> GenerationResult:
     prompt_tokens = int(usage.get("prompt_tokens") or 0)
     completion_tokens = int(usage.get("completion_tokens") or 0)
 
-    def result(finish: FinishReason, text: str = "", error: str | None = None) -> GenerationResult:
+    def result(
+        finish: FinishReason, text: str = "", error: str | None = None, tokens: tuple[TokenLogprob, ...] = ()
+    ) -> GenerationResult:
         return GenerationResult(
             text=text,
             finish_reason=finish,
@@ -110,6 +142,7 @@ def parse_completion(body: Any, seconds: float) -> GenerationResult:
             seconds=seconds,
             timings={"request_s": seconds},
             error=error,
+            tokens=tokens,
         )
 
     if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
@@ -124,7 +157,7 @@ def parse_completion(body: Any, seconds: float) -> GenerationResult:
         return result("error", error=f"server finished with {finish!r}")
     if not isinstance(content, str) or not content:
         return result("error", error="server returned no content")
-    return result("stop", content)
+    return result("stop", content, tokens=token_spans(*_tokens(choice), content))
 
 
 def error_detail(response: httpx.Response) -> str:

@@ -38,6 +38,52 @@ class GenerationResult:
     seconds: float
     timings: dict[str, float] = field(default_factory=dict)
     error: str | None = None
+    tokens: tuple[TokenLogprob, ...] = ()
+    """The generated tokens that spell `text`, in order, each with its log-probability under the
+    constrained (grammar-masked) distribution it was chosen from; empty when the engine gave none."""
+
+
+@dataclass(frozen=True)
+class TokenLogprob:
+    """One generated token: `text[start:end]` is what it spells (character offsets into the answer)."""
+
+    start: int
+    end: int
+    logprob: float
+
+
+def token_spans(pieces: Sequence[bytes], logprobs: Sequence[float], text: str) -> tuple[TokenLogprob, ...]:
+    """Character spans in `text` of the tokens that spelled it, each with its log-probability.
+
+    Exact bytes (llama.cpp) tile the text directly; a token ending inside a multi-byte character ends
+    where that character does. Servers that send each token decoded on its own (vLLM) turn a split
+    character into replacement marks; those tokens are matched against the text instead, each taking
+    what it visibly spells, so every span still lies on the answer and spans never overlap.
+    """
+    values = [float(v) for v in logprobs]
+    if len(values) != len(pieces):
+        return ()
+    if b"".join(pieces).decode("utf-8", errors="replace") == text:
+        out: list[TokenLogprob] = []
+        data = b""
+        begin = 0
+        for piece, value in zip(pieces, values, strict=True):
+            data += piece
+            stop = len(data.decode("utf-8", errors="ignore"))
+            out.append(TokenLogprob(begin, stop, value))
+            begin = stop
+        return tuple(out)
+    matched: list[TokenLogprob] = []
+    pos = 0
+    for piece, value in zip(pieces, values, strict=True):
+        visible = piece.decode("utf-8", errors="replace").replace("\ufffd", "")
+        found = text.find(visible, pos, pos + len(visible) + 4) if visible else pos
+        if found < 0:
+            return tuple(matched)  # lost the thread: keep what is certain
+        stop = found + len(visible)
+        matched.append(TokenLogprob(pos, stop, value))
+        pos = stop
+    return tuple(matched)
 
 
 @dataclass(frozen=True)

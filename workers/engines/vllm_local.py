@@ -29,8 +29,15 @@ from pathlib import Path
 from typing import Any
 
 from workers.engines.event_loop import BackgroundLoop
-from workers.engines.protocol import EngineInfo, FinishReason, GenerationRequest, GenerationResult
-from workers.engines.vllm_release import VLLM_BACKENDS, VLLM_VERSION, structured_outputs_config
+from workers.engines.protocol import (
+    EngineInfo,
+    FinishReason,
+    GenerationRequest,
+    GenerationResult,
+    TokenLogprob,
+    token_spans,
+)
+from workers.engines.vllm_release import LOGPROBS_MODE, VLLM_BACKENDS, VLLM_VERSION, structured_outputs_config
 from workers.errors import BadInputError, ConfigError, TransientError
 
 log = logging.getLogger(__name__)
@@ -72,6 +79,8 @@ def engine_args(
         # Sampling defaults shipped with the weights would change greedy answers (see vllm_release).
         "generation_config": "vllm",
         "structured_outputs_config": structured_outputs_config(backend),
+        # Log-probabilities of the chosen tokens after the grammar mask and any logits processing.
+        "logprobs_mode": LOGPROBS_MODE,
         "disable_log_stats": True,
     }
     if kv_cache_gib is not None:
@@ -89,23 +98,37 @@ def sampling_params(request: GenerationRequest, backend: str) -> Any:
         n=1,
         temperature=0.0,
         max_tokens=request.max_tokens,
+        logprobs=0,  # the chosen token's own log-probability, no alternatives
         structured_outputs=StructuredOutputsParams(json=request.json_schema, disable_any_whitespace=compact),
     )
 
 
-def result_from_output(output: Any, seconds: float) -> GenerationResult:
+def _tokens(completion: Any, tokenizer: Any, text: str) -> tuple[TokenLogprob, ...]:
+    """Spans and log-probabilities of the answer's tokens (vLLM gives ids and a logprob per position)."""
+    ids = list(completion.token_ids or ())
+    entries = completion.logprobs or []
+    if not ids or len(entries) != len(ids):
+        return ()
+    pieces = [bytes(tokenizer.convert_tokens_to_string([t]), "utf-8") for t in tokenizer.convert_ids_to_tokens(ids)]
+    values = [float(entry[token].logprob) for entry, token in zip(entries, ids, strict=True)]
+    return token_spans(pieces, values, text)
+
+
+def result_from_output(output: Any, seconds: float, tokenizer: Any = None) -> GenerationResult:
     """One finished vLLM `RequestOutput` as a result; a truncated or aborted answer carries no text."""
     completion = output.outputs[0]
     reason = completion.finish_reason
     finish: FinishReason = "stop" if reason == "stop" else "length" if reason == "length" else "error"
+    text = completion.text if finish == "stop" else ""
     return GenerationResult(
-        text=completion.text if finish == "stop" else "",
+        text=text,
         finish_reason=finish,
         prompt_tokens=len(output.prompt_token_ids or ()),
         completion_tokens=len(completion.token_ids or ()),
         seconds=seconds,
         timings={"request_s": seconds},
         error=None if finish != "error" else _finish_error(reason),
+        tokens=_tokens(completion, tokenizer, text) if tokenizer is not None and text else (),
     )
 
 
@@ -235,7 +258,7 @@ class VllmEngine:
             raise TransientError("the vLLM engine died; the worker must restart", code="engine_dead") from e
         if final is None or not final.finished:
             raise TransientError("vLLM ended the request without an answer", code="engine_error")
-        return result_from_output(final, time.perf_counter() - started)
+        return result_from_output(final, time.perf_counter() - started, self._tokenizer)
 
     def close(self) -> None:
         """Shut vLLM's engine core down and stop the loop."""

@@ -31,6 +31,13 @@ COMPACT_BACKENDS = frozenset({"xgrammar", "guidance"})
 """vLLM accepts `disable_any_whitespace` only for these; outlines keeps its own bounded whitespace."""
 
 
+LOGPROBS_MODE = "processed_logprobs"
+"""Which log-probabilities vLLM returns. vLLM applies the grammar bitmask to the logits before its sampler,
+so raw and processed log-probabilities both reflect the constraint (seen equal under greedy decoding on
+0.32); processed ones also follow temperature and penalties, i.e. the distribution a token was really
+drawn from, which is what confidence is computed from."""
+
+
 def structured_outputs_config(backend: str = DEFAULT_BACKEND) -> dict[str, object]:
     """The engine-level structured-outputs settings: the backend is fixed (no "auto" choice per request)."""
     if backend not in VLLM_BACKENDS:
@@ -48,10 +55,12 @@ def server_flags(backend: str = DEFAULT_BACKEND) -> list[str]:
     - the grammar backend and compact JSON, as the in-process engine sets them;
     - `--generation-config vllm`: ignore sampling defaults shipped in the weights' generation_config.json
       (repetition penalties would change greedy answers); requests say what they want;
-    - prefix caching: every chunk of every document extracted with a schema shares the instructions.
+    - prefix caching: every chunk of every document extracted with a schema shares the instructions;
+    - log-probabilities of the chosen tokens as sampled (confidence is computed from them).
     """
     return [
         f"--structured-outputs-config={json.dumps(structured_outputs_config(backend), separators=(',', ':'))}",
         "--generation-config=vllm",
         "--enable-prefix-caching",
+        f"--logprobs-mode={LOGPROBS_MODE}",
     ]

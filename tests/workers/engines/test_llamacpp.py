@@ -75,3 +75,26 @@ def test_unconstrained_mode_exists_for_benchmarks(model_cache: Path) -> None:
     result = engine.generate([req])[0]
     assert result.completion_tokens > 0
     assert result.error is None
+
+
+def test_every_generated_token_carries_its_masked_log_probability(engine: LlamaCppEngine) -> None:
+    from workers.engines.protocol import Message
+
+    schema = {
+        "type": "object",
+        "properties": {"kind": {"const": "nda"}, "name": {"type": "string"}},
+        "required": ["kind", "name"],
+        "additionalProperties": False,
+    }
+    request = GenerationRequest(
+        messages=(Message("user", "Zoë Ångström signed it. Answer with JSON."),), json_schema=schema, max_tokens=40
+    )
+    (result,) = engine.generate([request])
+    assert result.finish_reason == "stop"
+    tokens = result.tokens
+    assert tokens and "".join(result.text[t.start : t.end] for t in tokens) == result.text
+    assert all(t.logprob <= 0.0 for t in tokens)
+    # Under the grammar the constant is the only choice: its tokens are certain, whatever the model thinks.
+    const_start = result.text.index('"nda"')
+    forced = [t for t in tokens if t.start >= const_start and t.end <= const_start + len('"nda"')]
+    assert forced and all(t.logprob > -1e-4 for t in forced)
