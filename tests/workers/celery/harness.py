@@ -1,7 +1,8 @@
 """Real Celery workers as child processes, the real Redis, and store helpers for the queue tests.
 
-The tests use their own Redis database (5) so that other suites on DB 0 never see our messages, and
-flush only that one. Workers are `tests.workers.celery.worker_main` children (the `abstractor worker`
+The tests use their own Redis database (5, or `ABSTRACTOR_TEST_REDIS_URL`: two checkouts testing at once
+on one Redis server each take their own) so that other suites on DB 0 never see our messages, and flush
+only that one. Workers are `tests.workers.celery.worker_main` children (the `abstractor worker`
 code path with a deterministic engine); each runs in its own session so that the whole worker (the
 Celery parent and its pool processes) can be SIGKILLed at once.
 """
@@ -27,7 +28,7 @@ from service.store import repositories as repo
 from service.store.models import AuditEvent, Job, JobStatus, Result
 
 REPO = Path(__file__).resolve().parents[3]
-REDIS_URL = "redis://127.0.0.1:6379/5"
+REDIS_URL = os.environ.get("ABSTRACTOR_TEST_REDIS_URL", "redis://127.0.0.1:6379/5")
 SERVICES_UP = REPO / "scripts" / "services-up"
 
 # Short limits so that lost workers are noticed in seconds: deadline = start + 3 s + 1 s.
