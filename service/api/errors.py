@@ -23,7 +23,6 @@ from service.errors import ServiceError
 from service.store.errors import (
     BadInputStoreError,
     ConflictError,
-    SchemaInUseError,
     StoreConfigError,
     StoreError,
     is_transient,
@@ -131,7 +130,7 @@ def classify(exc: BaseException) -> tuple[int, str, str, dict[str, Any]]:
     if isinstance(exc, ApiError):
         return exc.status_code, exc.code, exc.message, exc.details
     if isinstance(exc, StoreError):
-        if isinstance(exc, ConflictError | SchemaInUseError):
+        if isinstance(exc, ConflictError):
             return 409, exc.code, exc.message, exc.details
         if isinstance(exc, BadInputStoreError):
             return 422, exc.code, exc.message, exc.details

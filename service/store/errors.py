@@ -37,12 +37,6 @@ class InvalidTransitionError(BadInputStoreError):
     code = "invalid_transition"
 
 
-class SchemaInUseError(BadInputStoreError):
-    """A user schema version that a job has used is immutable; register a new version instead."""
-
-    code = "schema_in_use"
-
-
 class AuditDetailsError(BadInputStoreError):
     """Audit details may hold ids, codes and counts only; anything that could be content is refused."""
 

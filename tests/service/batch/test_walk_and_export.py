@@ -132,7 +132,9 @@ def test_with_a_broker_the_batch_only_enqueues(tmp_path: Path) -> None:
     engine = make_engine(settings.database_url)
     try:
         with make_session_factory(engine)() as session:
-            assert {j.status for j in session.scalars(select(Job))} == {JobStatus.QUEUED}
-            assert repo.count_unsent_outbox(session) == 3
+            jobs = list(session.scalars(select(Job)))
+            assert {j.status for j in jobs} == {JobStatus.QUEUED}
+            assert repo.jobs_with_unsent_outbox(session, [j.id for j in jobs]) == {j.id for j in jobs}
+            assert len(jobs) == 3
     finally:
         engine.dispose()

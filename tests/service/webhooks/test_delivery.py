@@ -40,7 +40,8 @@ def _submit(client: httpx.Client, tenant: TenantKey, document_id: str, webhook_u
 
 def _deliveries(factory: sessionmaker[Session], job_id: str) -> list[WebhookDelivery]:
     with factory() as session:
-        return repo.list_webhook_deliveries(session, uuid.UUID(job_id))
+        query = select(WebhookDelivery).where(WebhookDelivery.job_id == uuid.UUID(job_id)).order_by(WebhookDelivery.id)
+        return list(session.scalars(query))
 
 
 def test_one_verified_notification_per_finished_job(
