@@ -24,8 +24,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.config import Settings
-from service.production import build_api_app
-from service.relay import Relay
+from service.jobs.relay import Relay
+from service.jobs.requeue import MAX_ATTEMPTS
+from service.processes.production import build_api_app
 from service.store.models import AuditEvent, Job, JobStatus, Result
 from tests.support.api import make_tenant
 from tests.support.servers import ThreadedServer
@@ -38,7 +39,6 @@ from tests.workers.celery.harness import (
     stop_redis,
     wait_until,
 )
-from workers.job_runner import MAX_ATTEMPTS
 
 pytestmark = pytest.mark.slow
 
@@ -97,7 +97,7 @@ def test_200_jobs_survive_random_worker_kills_and_a_redis_restart(
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.INFO, logger="service.relay")
+    caplog.set_level(logging.INFO, logger="service.jobs.relay")
     seed = int(os.environ.get("FAULT_SEED", str(random.SystemRandom().randrange(1_000_000))))
     rng = random.Random(seed)
     workers = [

@@ -1,6 +1,6 @@
 """The extraction task in a real Celery worker (child process) on the real Redis and Postgres.
 
-The worker runs the `abstractor worker` code path (`service.production.run_worker`) with the
+The worker runs the `abstractor worker` code path (`service.processes.production.run_worker`) with the
 deterministic test engine; the relay runs as a thread in the test process.
 """
 
@@ -16,12 +16,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.config import Settings
-from service.relay import Relay
+from service.jobs.relay import Relay
+from service.jobs.requeue import MAX_ATTEMPTS
 from service.store import repositories as repo
 from service.store.models import AuditEvent, JobStatus
 from tests.workers.celery.harness import WorkerProcess, actions, add_jobs, job, result_count, wait_until
 from workers.celery_app import EXTRACT_TASK, QUEUE
-from workers.job_runner import MAX_ATTEMPTS, TIME_LIMIT_CODE
+from workers.jobs import TIME_LIMIT_CODE
 
 SETTLED = (JobStatus.SUCCEEDED, JobStatus.FAILED)
 

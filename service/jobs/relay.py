@@ -8,12 +8,12 @@ again. Delivery is therefore at least once, and the worker's guarded queued→ru
 duplicates harmless.
 
 Redis keeps nothing on disk here, and a worker can be killed mid-job, so the reconciler repairs what
-the queue lost, from what Postgres knows:
-- a job `running` past its deadline (started + hard time limit + margin) lost its worker: it is
-  requeued (a new outbox row), or failed as `worker_lost` once `MAX_ATTEMPTS` runs have started, so
-  a document that kills its worker does not loop forever;
-- a job `queued` whose last message was published more than `queued_timeout_s` ago, or before Redis
-  restarted (its run id changed), is published again.
+the queue lost, from what Postgres knows (`service.jobs.recovery`): runs past their deadline are
+requeued or failed, and queued jobs whose message went out too long ago, or before Redis restarted
+(its run id changed), are published again.
+
+The relay counts what it saw (`publish_failures`, `broker_restarts`), for tests and health checks to
+read instead of its logs.
 """
 
 from __future__ import annotations
@@ -29,20 +29,15 @@ from types import FrameType
 from typing import Protocol
 
 import redis
-from sqlalchemy import and_, exists, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.store import audit
+from service.jobs import recovery
+from service.jobs.messages import ExtractMessage
 from service.store import repositories as repo
-from service.store.models import AuditOutcome, Job, JobStatus, OutboxMessage, utcnow
+from service.store.models import utcnow
 from workers.celery_app import EXTRACT_TASK, QUEUE, CelerySpec, publisher_app
-from workers.job_runner import MAX_ATTEMPTS
-from workers.tasks import ExtractMessage
 
 log = logging.getLogger(__name__)
-
-ACTOR = "reconciler"
-WORKER_LOST = "worker_lost"
 
 
 class Publisher(Protocol):
@@ -128,6 +123,10 @@ class Relay:
         self._queued_timeout = dt.timedelta(seconds=queued_timeout_s)
         self._epoch: str | None = None
         self._next_reconcile = 0.0
+        self.publish_failures = 0
+        """Publish attempts the broker refused (each gives its claimed rows back)."""
+        self.broker_restarts = 0
+        """Broker restarts seen (its run id changed), each followed by a republish of every queued job."""
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -146,6 +145,7 @@ class Relay:
                 self.publisher.publish(job_id, message_id)
                 sent.append(message_id)
         except Exception as e:  # noqa: BLE001 - any broker fault: give the rest back, retry next poll
+            self.publish_failures += 1
             log.warning("publish failed", extra={"exc_type": type(e).__name__, "unsent": len(claimed) - len(sent)})
             with self._factory.begin() as session:
                 repo.release_outbox(session, [m for m, _ in claimed if m not in sent])
@@ -169,6 +169,7 @@ class Relay:
         if previous is None or previous == epoch:
             return False
         republished = self._republish_queued(utcnow())
+        self.broker_restarts += 1
         log.warning("broker restarted; queued jobs republished", extra={"jobs": republished})
         return True
 
@@ -183,75 +184,17 @@ class Relay:
         return done
 
     def _settle_lost_runs(self, now: dt.datetime) -> tuple[int, int]:
-        # A running job's deadline is set when it starts; rows from before deadlines existed use updated_at.
-        overdue = or_(
-            Job.deadline < now,
-            and_(Job.deadline.is_(None), Job.updated_at < now - self._run_deadline),
-        )
-        requeued = failed = 0
         with self._factory.begin() as session:
-            jobs = session.scalars(
-                select(Job)
-                .where(Job.status == JobStatus.RUNNING, overdue)
-                .order_by(Job.deadline)
-                .limit(self._batch)
-                .with_for_update(skip_locked=True)
-            ).all()
-            for job in jobs:
-                job_id, tenant_id, attempts = job.id, job.tenant_id, job.attempts
-                give_up = attempts >= MAX_ATTEMPTS
-                if give_up:
-                    message = f"the job's worker was lost (killed, or past its hard time limit) in all {attempts} runs"
-                    moved = repo.transition(
-                        session, job_id, [JobStatus.RUNNING], JobStatus.FAILED, error_code=WORKER_LOST,
-                        error_message=message,
-                    )  # fmt: skip
-                    if moved:
-                        repo.enqueue_job_webhook(session, job_id)
-                else:
-                    moved = repo.transition(
-                        session, job_id, [JobStatus.RUNNING], JobStatus.QUEUED, error_code=WORKER_LOST,
-                        error_message="the job's worker was lost; the job was queued again",
-                    )  # fmt: skip
-                    if moved:
-                        repo.add_outbox(session, job_id)
-                if not moved:
-                    continue
-                audit.record_event(
-                    session,
-                    actor=ACTOR,
-                    tenant_id=tenant_id,
-                    action="job.failed" if give_up else "job.requeued",
-                    target_type="job",
-                    target_id=job_id,
-                    request_id=None,
-                    outcome=AuditOutcome.FAILURE,
-                    details={"error_code": WORKER_LOST, "attempt": attempts},
-                )
-                failed += give_up
-                requeued += not give_up
-        return requeued, failed
+            return recovery.settle_lost_runs(session, now, self._run_deadline, self._batch)
 
     def _republish_queued(self, published_before: dt.datetime) -> int:
         """A new outbox row for each queued job with no message pending and none published since the cutoff."""
-        recent = exists().where(
-            OutboxMessage.job_id == Job.id,
-            or_(OutboxMessage.sent_at.is_(None), OutboxMessage.sent_at >= published_before),
-        )
         total = 0
         while True:
             with self._factory.begin() as session:
-                ids = session.scalars(
-                    select(Job.id)
-                    .where(Job.status == JobStatus.QUEUED, Job.updated_at < published_before, ~recent)
-                    .order_by(Job.created_at)
-                    .limit(self._batch)
-                    .with_for_update(skip_locked=True)
-                ).all()
-                for job_id in ids:
-                    repo.add_outbox(session, job_id)
-            total += len(ids)
-            if len(ids) < self._batch:
+                added = recovery.republish_queued(session, published_before, self._batch)
+            total += added
+            if added < self._batch:
                 return total
 
     # --- running -------------------------------------------------------------------------------------

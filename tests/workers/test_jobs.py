@@ -1,4 +1,4 @@
-"""`run_job` on a real (SQLite) store: success, bad input, transient retries, bugs, redelivery."""
+"""`run_job` (workers.jobs) on a real (SQLite) store: success, bad input, transient retries, bugs, redelivery."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from service.jobs.requeue import MAX_ATTEMPTS
 from service.store import repositories as repo
 from service.store.models import AuditEvent, Job, JobStatus, OutboxMessage
 from service.store.session import make_engine, make_session_factory, run_migrations
@@ -17,7 +18,7 @@ from tests.support.engines import DeterministicEngine
 from workers.documents.model import LimitsSpec
 from workers.engines.protocol import GenerationRequest, GenerationResult
 from workers.errors import TransientError
-from workers.job_runner import MAX_ATTEMPTS, run_job
+from workers.jobs import run_job
 from workers.pipeline.run import PipelineOptions
 
 OPTIONS = PipelineOptions()

@@ -4,14 +4,15 @@ A worker receives a job id only. `run_job` moves the job queued→running (a gua
 redelivered message or a second worker does nothing), reads the document from the store, runs the
 pure pipeline, and stores the result together with the succeeded status and its audit event in one
 transaction. Bad input fails the job for good with an error code; a transient fault requeues it until
-`MAX_ATTEMPTS`. A job with a webhook URL gets its notification queued (a `webhook_deliveries` row) in the
-transaction that settles it; `service.webhooks` delivers it after commit. Logs and audit rows carry
-ids, codes, counts and timings, never document text or extracted values, and exception messages are
-not logged (a third-party one may quote its input).
+`MAX_ATTEMPTS` (the policy, and the requeue itself, are `service.jobs.requeue`'s). A job with a webhook
+URL gets its notification queued (a `webhook_deliveries` row) in the transaction that settles it;
+`service.webhooks` delivers it after commit. Logs and audit rows carry ids, codes, counts and timings,
+never document text or extracted values, and exception messages are not logged (a third-party one may
+quote its input).
 
 A started job gets a deadline (its worker's hard time limit plus a margin): a job still running past it
-lost its worker, and the reconciler (`service.relay`) requeues it, or fails it once `MAX_ATTEMPTS` runs
-have started. Attempts are counted when a run starts, so a run killed mid-way still counts.
+lost its worker, and the reconciler (`service.jobs.recovery`) requeues it, or fails it once `MAX_ATTEMPTS`
+runs have started. Attempts are counted when a run starts, so a run killed mid-way still counts.
 """
 
 from __future__ import annotations
@@ -28,14 +29,14 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from schemas.errors import SchemaError
-from schemas.registry import get_schema
-from schemas.user_schema import UserSchema, load_user_schema
+from service.jobs.requeue import backoff_s, may_requeue, settle_failed_run
+from service.jobs.resolve import job_schema
 from service.store import audit
 from service.store import repositories as repo
 from service.store.errors import StoreError, is_transient
 from service.store.models import AuditOutcome, JobStatus, utcnow
-from workers.documents import read_document
 from workers.documents.model import LimitsSpec
+from workers.documents.reader import read_document
 from workers.engines.protocol import Engine
 from workers.errors import TransientError, WorkerError
 from workers.pipeline.run import PipelineOptions, SchemaLike, extract_document
@@ -43,27 +44,7 @@ from workers.pipeline.run import PipelineOptions, SchemaLike, extract_document
 log = logging.getLogger(__name__)
 
 ACTOR = "worker"
-MAX_ATTEMPTS = 3
-"""Transient failures (and lost workers, see service.relay) requeue a job until it has run this many times."""
-
 TIME_LIMIT_CODE = "time_limit"
-
-
-@dataclass(frozen=True)
-class UserSchemaSpec:
-    """A tenant's registered schema in the shape the pipeline takes (`ref`, `model`, `json_schema()`)."""
-
-    ref: str
-    user: UserSchema
-
-    @property
-    def model(self) -> Any:
-        """The Pydantic model that validates through the user's JSON Schema."""
-        return self.user.model
-
-    def json_schema(self) -> dict[str, Any]:
-        """The user's schema as registered."""
-        return self.user.schema
 
 
 @dataclass(frozen=True)
@@ -136,15 +117,7 @@ def _load(session_factory: sessionmaker[Session], job_id: uuid.UUID, blob_dir: P
         if document is None:
             raise WorkerError("the job's document is gone", code="document_missing")
         content = repo.read_document_bytes(session, document, blob_dir=blob_dir)
-        schema: SchemaLike
-        if job.user_schema_id is None:
-            schema = get_schema(job.schema_ref)
-        else:
-            row = repo.get_user_schema(session, job.tenant_id, job.schema_name, job.schema_version)
-            if row is None:
-                raise WorkerError(f"schema {job.schema_ref} is gone", code="unknown_schema")
-            schema = UserSchemaSpec(ref=row.ref, user=load_user_schema(row.json_schema, name=row.name))
-        return _Work(job.tenant_id, job.attempts, content, document.media_type, schema)
+        return _Work(job.tenant_id, job.attempts, content, document.media_type, job_schema(session, job))
 
 
 def _finish(
@@ -191,37 +164,22 @@ def _fail(
 ) -> str:
     """Fail the job (or requeue it when the fault is transient and attempts remain); returns the status."""
     code, message = _error_info(error, time_limit_errors)
-    retry = (isinstance(error, TransientError) or is_transient(error)) and attempts < MAX_ATTEMPTS
+    retry = (isinstance(error, TransientError) or is_transient(error)) and may_requeue(attempts)
     with session_factory.begin() as session:
-        if retry:
-            moved = repo.transition(
-                session, job_id, [JobStatus.RUNNING], JobStatus.QUEUED, error_code=code, error_message=message
-            )
-            if moved:
-                message_row = repo.add_outbox(session, job_id)
-                if retry_backoff_s > 0:
-                    # A lease nobody holds: the relay publishes the message once it lapses (backoff).
-                    delay = retry_backoff_s * 2 ** max(0, attempts - 1)
-                    message_row.claimed_until = utcnow() + dt.timedelta(seconds=delay)
-            status = JobStatus.QUEUED
-        else:
-            moved = repo.transition(
-                session, job_id, [JobStatus.RUNNING], JobStatus.FAILED, error_code=code, error_message=message
-            )
-            if moved:
-                repo.enqueue_job_webhook(session, job_id)
-            status = JobStatus.FAILED
-        if moved:
-            _event(
-                session,
-                tenant_id,
-                job_id,
-                "job.requeued" if retry else "job.failed",
-                AuditOutcome.FAILURE,
-                {"error_code": code, "attempt": attempts},
-                request_id,
-            )
-    return status.value if moved else "skipped"
+        status = settle_failed_run(
+            session,
+            job_id,
+            tenant_id,
+            attempts,
+            requeue=retry,
+            error_code=code,
+            error_message=message,
+            actor=ACTOR,
+            request_id=request_id,
+            # A lease nobody holds: the relay publishes the message once it lapses (backoff).
+            delay_s=backoff_s(retry_backoff_s, attempts),
+        )
+    return status.value if status is not None else "skipped"
 
 
 def _error_info(error: BaseException, time_limit_errors: tuple[type[BaseException], ...] = ()) -> tuple[str, str]:

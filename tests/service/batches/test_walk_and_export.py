@@ -11,8 +11,11 @@ import pyarrow.parquet as pq
 import pytest
 from sqlalchemy import select
 
-from service.batch import BatchError, _cell, discover, export_batch, group_by_content, run_batch
+from service.batches.export import _cell, export_batch
+from service.batches.walk import discover, group_by_content
 from service.config import Settings
+from service.errors import BatchError
+from service.processes.batch import run_batch
 from service.store import repositories as repo
 from service.store.models import Job, JobStatus
 from service.store.session import make_engine, make_session_factory

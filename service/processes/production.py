@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from service.api import create_app
 from service.api.observability import configure_api_logging
 from service.config import Settings
-from service.relay import CeleryPublisher, Relay
+from service.jobs.relay import CeleryPublisher, Relay
 from service.runtime import engine_from, limits_from, options_from
 from service.store.session import make_engine, make_session_factory
 from workers.celery_app import QUEUE, CelerySpec, configure

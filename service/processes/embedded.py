@@ -1,7 +1,7 @@
 """`abstractor serve`: the API and an in-process worker over one SQLite file, no other server needed.
 
 The worker is a background thread that claims outbox rows (the same rows the Celery relay would
-publish), runs each job with `workers.job_runner.run_job`, then marks the row sent. The API wakes it
+publish), runs each job with `workers.jobs.run_job`, then marks the row sent. The API wakes it
 when it queues a job, so a newcomer's curl session does not wait for a poll. The model is loaded on
 the first job, not at start-up, so the API answers at once; tests inject a small engine instead.
 """
@@ -22,11 +22,12 @@ from service.api import create_app
 from service.api.observability import Metrics, configure_api_logging, job_id_var
 from service.background import PollingThread
 from service.config import Settings
-from service.runtime import engine_from, limits_from, model_ref, options_from
+from service.jobs.identity import engine_ref
+from service.runtime import engine_from, limits_from, options_from
 from service.store import repositories as repo
 from service.store.session import make_engine, make_session_factory, run_migrations
 from workers.engines.protocol import Engine
-from workers.job_runner import run_job
+from workers.jobs import run_job
 
 log = logging.getLogger(__name__)
 
@@ -119,10 +120,7 @@ def build_embedded_app(
     if session_factory is None:
         session_factory = make_session_factory(make_engine(settings.database_url, hide_parameters=True))
     worker = EmbeddedWorker(session_factory, settings, engine=engine, poll_s=poll_s)
-    if engine is not None:
-        model = (engine.info.model, f"{engine.info.engine}+{engine.info.grammar_backend}")
-    else:
-        model = model_ref(settings)
+    model = engine_ref(engine.info) if engine is not None else None  # None: keyed by the settings' engine
     app = create_app(settings, session_factory=session_factory, background=worker, model=model)
     worker.metrics = app.state.ctx.metrics
     return app
