@@ -1,34 +1,29 @@
-"""Grounding: find where each extracted value is written in the source, so a reviewer can check it.
+"""The source index: a document's text prepared for exact, normalised and fuzzy lookups of values.
 
-A small model paraphrases, normalises (dates to ISO, "three (3) years" to "3 years") and sometimes
-invents. Every leaf value of a record is therefore looked up in the document's canonical text, in
-this order, and the first kind of match that finds anything wins:
-
-1. ``exact``: the value as a substring, on word boundaries;
-2. ``normalized``: the same words ignoring case, whitespace and punctuation, or a written form of a
-   typed value (an ISO date as "April 18, 2001", 50 as "fifty", "female" as "she", "3 years" as
-   "three (3) years");
-3. ``fuzzy``: a token window whose similarity to the value is at least `FUZZY_THRESHOLD` (flagged
-   ``weak_match``).
-
-Values found nowhere are flagged ``not_found_in_source``. Every `Evidence` satisfies
-``text == doc.text[start:end]`` and lies inside one page, so offsets can be highlighted as they are.
+Every `Evidence` it returns satisfies ``text == doc.text[start:end]`` and lies inside one page, so
+offsets can be highlighted as they are.
 """
 
 from __future__ import annotations
 
 import bisect
-import datetime as dt
 import functools
-import re
-import unicodedata
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from rapidfuzz import fuzz, process
 
 from workers.documents.model import Document, WordBox, boxes_for_span
+from workers.pipeline.grounding.variants import (
+    ISO_DATE,
+    TOKEN,
+    as_text,
+    norm_token,
+    normalize_text,
+    parse_duration,
+    variant_tiers,
+)
 
 MatchKind = Literal["exact", "normalized", "fuzzy"]
 MATCH_RANK: dict[MatchKind, int] = {"exact": 3, "normalized": 2, "fuzzy": 1}
@@ -39,10 +34,6 @@ FUZZY_THRESHOLD = 90.0
 _FUZZY_MAX_WINDOW = 16  # longer values get one best alignment instead of sliding windows
 _FUZZY_MIN_CHARS = 5  # below this a 90% similarity is an exact match or noise
 _SCAN_LIMIT = 400  # occurrences inspected per search: "NIKE" may occur hundreds of times
-
-NOT_FOUND = "not_found_in_source"
-WEAK_MATCH = "weak_match"
-LOW_OCR_CONFIDENCE = "low_ocr_confidence"
 
 Span = tuple[int, int]
 
@@ -78,257 +69,6 @@ class Evidence:
         return out
 
 
-@dataclass(frozen=True)
-class Flag:
-    """A reviewer's attention point on one field path; messages never quote document text."""
-
-    path: str
-    code: str
-    message: str
-
-
-# --------------------------------------------------------------------------- text normalisation
-
-# A dotted abbreviation ("L.L.C.", "U.S.") is one token, so it equals its undotted spelling
-# ("LLC"); initials apart ("R. J.") or before a word ("J.Smith") stay tokens of their own.
-_TOKEN = re.compile(r"(?:[^\W\d_]\.)+[^\W\d_](?![^\W_])\.?|[^\W_]+|&")
-
-
-def _norm_token(tok: str) -> str:
-    if tok == "&":
-        return "and"
-    if "." in tok:
-        tok = "".join(c for c in tok if c.isalnum())
-    if tok.isascii():
-        return tok.lower()
-    folded = "".join(c for c in unicodedata.normalize("NFKD", tok) if not unicodedata.combining(c))
-    folded = "".join(folded.casefold().split())
-    return folded or tok.lower()
-
-
-def normalize_text(text: str) -> str:
-    """Lower-case words separated by single spaces: case, whitespace and punctuation no longer matter."""
-    return " ".join(_norm_token(m.group()) for m in _TOKEN.finditer(text))
-
-
-# --------------------------------------------------------------------------- numbers and durations
-
-_ONES = (
-    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
-    "sixteen seventeen eighteen nineteen"
-).split()
-_TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
-_ORDINAL_ONES = (
-    "zeroth first second third fourth fifth sixth seventh eighth ninth tenth eleventh twelfth thirteenth "
-    "fourteenth fifteenth sixteenth seventeenth eighteenth nineteenth"
-).split()
-_ORDINAL_TENS = "_ _ twentieth thirtieth".split()
-_WORD_VALUES: dict[str, int] = {w: i for i, w in enumerate(_ONES)} | {w: 10 * i for i, w in enumerate(_TENS) if i >= 2}
-_NUMBER_WORDS = frozenset(_WORD_VALUES) | {"hundred", "thousand", "and"}
-_UNITS = {
-    "year": "year",
-    "years": "year",
-    "yr": "year",
-    "yrs": "year",
-    "month": "month",
-    "months": "month",
-    "week": "week",
-    "weeks": "week",
-    "day": "day",
-    "days": "day",
-}
-
-
-def number_to_words(n: int) -> str:
-    """English words for a whole number below a million ("fifty-one"); larger ones stay digits."""
-    if n < 0:
-        return "minus " + number_to_words(-n)
-    if n < 20:
-        return _ONES[n]
-    if n < 100:
-        tens, ones = divmod(n, 10)
-        return _TENS[tens] + (f"-{_ONES[ones]}" if ones else "")
-    if n < 1000:
-        hundreds, rest = divmod(n, 100)
-        return f"{_ONES[hundreds]} hundred" + (f" {number_to_words(rest)}" if rest else "")
-    if n < 1_000_000:
-        thousands, rest = divmod(n, 1000)
-        return f"{number_to_words(thousands)} thousand" + (f" {number_to_words(rest)}" if rest else "")
-    return str(n)
-
-
-def words_to_number(words: Sequence[str]) -> int | None:
-    """The value of number words such as ["twenty", "four"]; None when any word is not a number word."""
-    total = current = 0
-    seen = False
-    for word in words:
-        if word == "and":
-            continue
-        if word in _WORD_VALUES:
-            current += _WORD_VALUES[word]
-        elif word == "hundred":
-            current = max(current, 1) * 100
-        elif word == "thousand":
-            total += max(current, 1) * 1000
-            current = 0
-        else:
-            return None
-        seen = True
-    return total + current if seen else None
-
-
-def _ordinal_suffix(n: int) -> str:
-    if 10 <= n % 100 <= 20:
-        return f"{n}th"
-    return f"{n}" + {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
-
-
-def _ordinal_words(n: int) -> str:
-    if n < 20:
-        return _ORDINAL_ONES[n]
-    tens, ones = divmod(n, 10)
-    if not ones:
-        return _ORDINAL_TENS[tens] if tens < len(_ORDINAL_TENS) else f"{_TENS[tens]}ieth"
-    return f"{_TENS[tens]}-{_ORDINAL_ONES[ones]}"
-
-
-def parse_duration(text: str) -> tuple[int, str] | None:
-    """The first "N unit" in a text as (N, unit): "three (3) years" -> (3, "year"); None if there is none."""
-    tokens = [t.lower() for t in re.findall(r"[A-Za-z]+|\d+", text)]
-    for i, token in enumerate(tokens):
-        unit = _UNITS.get(token)
-        if unit is None or i == 0:
-            continue
-        before = tokens[i - 1]
-        if before.isdigit():
-            return int(before), unit
-        k = i - 1
-        while k >= 0 and tokens[k] in _NUMBER_WORDS:
-            k -= 1
-        value = words_to_number(tokens[k + 1 : i])
-        if value:
-            return value, unit
-        if before in ("a", "an"):
-            return 1, unit
-    return None
-
-
-def _duration_forms(n: int, unit: str) -> list[str]:
-    word = number_to_words(n)
-    forms = []
-    for u in (unit, unit + "s"):
-        forms += [f"{n} {u}", f"{word} ({n}) {u}", f"{word} {u}"]
-    return forms
-
-
-# --------------------------------------------------------------------------- typed variants
-
-_LEGAL_SUFFIXES = {
-    "inc": ["incorporated"],
-    "incorporated": ["inc"],
-    "ltd": ["limited"],
-    "limited": ["ltd"],
-    "corp": ["corporation"],
-    "corporation": ["corp"],
-    "co": ["company"],
-    "company": ["co"],
-}
-_ISO_DATE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})$")
-_MONTH_ABBR = {9: "Sept"}
-_SEX_CUES = {
-    "female": [
-        "female",
-        "woman",
-        "women",
-        "she",
-        "her",
-        "hers",
-        "herself",
-        "mrs",
-        "ms",
-        "miss",
-        "girl",
-        "lady",
-    ],
-    "male": ["male", "man", "men", "he", "him", "his", "himself", "mr", "boy", "gentleman"],
-}
-
-
-def _date_tiers(day: dt.date) -> list[list[str]]:
-    month = day.strftime("%B")
-    abbr = _MONTH_ABBR.get(day.month, month[:3])
-    d, m, y = day.day, day.month, day.year
-    yy = f"{y % 100:02d}"
-    dth, dword = _ordinal_suffix(d), _ordinal_words(d)
-    full = [
-        f"{month} {d}, {y}",
-        f"{month} {dth}, {y}",
-        f"{abbr}. {d}, {y}",
-        f"{d} {month} {y}",
-        f"{dth} {month} {y}",
-        f"{d} {abbr} {y}",
-        f"{dth} day of {month}, {y}",
-        f"{d} day of {month}, {y}",
-        f"{dword} day of {month}, {y}",
-        f"{dth} of {month}, {y}",
-        f"{m}/{d}/{y}",
-        f"{m:02d}/{d:02d}/{y}",
-        f"{m}/{d}/{yy}",
-        f"{m:02d}/{d:02d}/{yy}",
-    ]
-    # The day and month without a year, or the month and year without a day: weaker, so tried later.
-    partial = [f"{month} {d}", f"{month} {dth}", f"{dth} day of {month}", f"{month} {y}", f"{abbr}. {y}"]
-    return [full, partial]
-
-
-def _variant_tiers(value: Any) -> list[list[str]]:
-    """Written forms of a typed value, strongest tier first; every form is searched normalised."""
-    if isinstance(value, bool):
-        return []
-    if isinstance(value, int):
-        return [[number_to_words(value)]] if 0 <= value < 1_000_000 else []
-    if isinstance(value, float):
-        return [[number_to_words(int(value))]] if value.is_integer() and 0 <= value < 1_000_000 else []
-    if not isinstance(value, str):
-        return []
-    text = value.strip()
-    if m := _ISO_DATE.match(text):
-        try:
-            return _date_tiers(dt.date(int(m[1]), int(m[2]), int(m[3])))
-        except ValueError:
-            return []
-    if text.lower() in _SEX_CUES:
-        return [_SEX_CUES[text.lower()]]
-    if text.isdigit() and len(text) <= 6:
-        return [[number_to_words(int(text))]]
-    duration = parse_duration(text)
-    if duration is not None and len(text.split()) <= 6:
-        n, unit = duration
-        tiers = [_duration_forms(n, unit)]
-        if unit == "year":
-            tiers.append(_duration_forms(n * 12, "month"))
-        elif unit == "month" and n % 12 == 0:
-            tiers.append(_duration_forms(n // 12, "year"))
-        return tiers
-    words = normalize_text(text).split()
-    if len(words) > 1 and words[-1] in _LEGAL_SUFFIXES:
-        return [[" ".join([*words[:-1], other]) for other in _LEGAL_SUFFIXES[words[-1]]]]
-    return []
-
-
-def _as_text(value: Any) -> str | None:
-    if value is None or isinstance(value, bool):
-        return None
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    if isinstance(value, str | int | float):
-        return str(value).strip() or None
-    return None
-
-
-# --------------------------------------------------------------------------- the index
-
-
 class SourceIndex:
     """A document's text prepared for fast lookups; build once per document and reuse for every value.
 
@@ -352,7 +92,7 @@ class SourceIndex:
         pos = 1
         page_i = 0
         prev_page = -1
-        for m in _TOKEN.finditer(text):
+        for m in TOKEN.finditer(text):
             s = m.start()
             while page_i + 1 < len(pages) and s >= pages[page_i + 1][1]:
                 page_i += 1
@@ -363,7 +103,7 @@ class SourceIndex:
                 pieces.append("\x00 ")
                 pos += 2
             prev_page = number
-            norm = _norm_token(m.group())
+            norm = norm_token(m.group())
             tok_start.append(s)
             tok_end.append(m.end())
             tok_norm.append(norm)
@@ -543,7 +283,7 @@ class SourceIndex:
         Occurrences inside `spans` (the chunks the value came from) are preferred; the whole document
         is the fallback. Booleans and empty values are not searched.
         """
-        needle = _as_text(value)
+        needle = as_text(value)
         if needle is None:
             return [], None
         key = (type(value).__name__, needle, tuple(spans or ()))
@@ -560,7 +300,7 @@ class SourceIndex:
             ("exact", [("exact", needle)]),
             ("normalized", [("normalized", query)]),
         ]
-        tiers = _variant_tiers(value)
+        tiers = variant_tiers(value)
         if tiers and isinstance(value, str) and parse_duration(value) is not None:
             # "3 years" also matches inside "three (3) years": search both together so the longer wins.
             plans[1][1].extend(("normalized", normalize_text(form)) for form in tiers.pop(0))
@@ -580,7 +320,7 @@ class SourceIndex:
 
 def _fuzzy_allowed(value: Any, query: str) -> bool:
     """Fuzzy matching is for names and phrases: a date or number one digit off is a different value."""
-    if not isinstance(value, str) or _ISO_DATE.match(value.strip()):
+    if not isinstance(value, str) or ISO_DATE.match(value.strip()):
         return False
     alnum = query.replace(" ", "")
     return sum(c.isdigit() for c in alnum) <= 0.3 * len(alnum)
@@ -602,59 +342,3 @@ def _non_overlapping(spans: list[Span]) -> list[Span]:
 def source_index(doc: Document) -> SourceIndex:
     """The `SourceIndex` of a document, kept for the last two documents (merge, then ground)."""
     return SourceIndex(doc)
-
-
-# --------------------------------------------------------------------------- records
-
-
-def iter_leaves(data: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
-    """(dotted path, value) for every scalar in a record; lists contribute their indexes to the path."""
-    if isinstance(data, dict):
-        for key, value in data.items():
-            yield from iter_leaves(value, f"{prefix}.{key}" if prefix else str(key))
-    elif isinstance(data, list | tuple):
-        for i, value in enumerate(data):
-            yield from iter_leaves(value, f"{prefix}.{i}" if prefix else str(i))
-    else:
-        yield prefix, data
-
-
-def ground_record(
-    data: dict[str, Any],
-    doc: Document,
-    spans: Sequence[tuple[int, int]] | None = None,
-    *,
-    index: SourceIndex | None = None,
-) -> tuple[dict[str, list[Evidence]], list[Flag]]:
-    """Evidence for every stated leaf value of a record, and flags for weak or missing ones.
-
-    None, empty strings and empty lists mean "not stated": no evidence and no flag. Booleans are
-    judgements, not quotes, so they are not searched either. Only paths with evidence are keys of
-    the returned mapping.
-    """
-    idx = index if index is not None else source_index(doc)
-    evidence: dict[str, list[Evidence]] = {}
-    flags: list[Flag] = []
-    for path, value in iter_leaves(data):
-        if _as_text(value) is None:
-            continue
-        found, kind = idx.locate(value, spans)
-        if not found:
-            flags.append(Flag(path, NOT_FOUND, "The value was not found in the source text."))
-            continue
-        evidence[path] = found
-        if kind == "fuzzy":
-            flags.append(Flag(path, WEAK_MATCH, "The value only approximately matches the source text."))
-    return evidence, flags
-
-
-def low_confidence_flags(evidence: dict[str, list[Evidence]], doc: Document) -> list[Flag]:
-    """A flag for every value whose evidence lies on an OCR'd page read below the confidence threshold."""
-    low = set(doc.low_confidence_pages)
-    if not low:
-        return []
-    return [
-        Flag(path, LOW_OCR_CONFIDENCE, "The value was read by OCR from a page of low recognition confidence.")
-        for path, items in evidence.items()
-        if any(e.page in low for e in items)
-    ]
