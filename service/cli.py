@@ -94,7 +94,7 @@ def extract(
 
 def _eval_items(directory: Path, kind: str, limit: int | None) -> list[tuple[str, Any, Any]]:
     """(name, source, gold) triples: a PDF path for Kleister-NDA, note text for ACI-Bench."""
-    from service.evaluation import load_aci, load_kleister
+    from evaluation import load_aci, load_kleister
 
     items: list[tuple[str, Any, Any]]
     if kind == "kleister":
@@ -114,7 +114,7 @@ def evaluate(
     ] = None,
 ) -> None:
     """Score extractions against gold labels: per-field precision/recall/F1, last line `micro_f1=<x>`."""
-    from service.evaluation import (
+    from evaluation import (
         DATASET_SCHEMA,
         DatasetError,
         clinical_record_to_gold_shape,
@@ -182,7 +182,7 @@ def schema_check(
 
     Last line: `compiled=N unsupported=M crashed=K accepted_invalid=J`.
     """
-    from workers.engines.schema_check import check_schema_files
+    from bench.schema_check import check_schema_files
 
     settings = get_settings()
     configure_logging(settings.log_level)

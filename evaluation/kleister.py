@@ -21,7 +21,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from service.evaluation.scoring import FieldScores, score_label_sets
+from evaluation.scoring import FieldScores, score_label_sets
 from workers.pipeline.grounding import parse_duration
 
 KLEISTER_FIELDS = ("effective_date", "jurisdiction", "party", "term")

@@ -4,7 +4,7 @@ every instance it must, over files shaped like JSONSchemaBench's (`{description,
 Each file runs in a child process with a wall-clock limit, so a schema that makes a backend spin for
 minutes or die in native code costs one result, never the run.
 
-    python -m workers.engines.schema_check --backend llguidance /path/to/jsonschemabench
+    python -m bench.schema_check --backend llguidance /path/to/jsonschemabench
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from service.evaluation.scoring import FieldScores
+from evaluation.scoring import FieldScores
 from workers.documents.model import Document, Page
 from workers.pipeline.grounding import SourceIndex, normalize_text
 

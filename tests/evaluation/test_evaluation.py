@@ -9,8 +9,7 @@ import pypdf
 import pytest
 from pydantic import Field
 
-from schemas.nda import NDA
-from service.evaluation import (
+from evaluation import (
     DatasetError,
     FieldScores,
     clinical_record_to_gold_shape,
@@ -24,9 +23,10 @@ from service.evaluation import (
     score_kleister,
     score_label_sets,
 )
-from service.evaluation.aci import chief_complaint_matches
-from service.evaluation.kleister import labels_to_nda_record, normalize_jurisdiction, normalize_term
-from service.evaluation.scoring import micro
+from evaluation.aci import chief_complaint_matches
+from evaluation.kleister import labels_to_nda_record, normalize_jurisdiction, normalize_term
+from evaluation.scoring import micro
+from schemas.nda import NDA
 from workers.documents.model import Document
 from workers.documents.text import join_pages
 from workers.pipeline.chunking import chunk_document

@@ -5,16 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from service.evaluation.aci import aci_splits
-from service.evaluation.kleister import kleister_labels_path
+from evaluation.aci import aci_splits
+from evaluation.kleister import kleister_labels_path
+from workers.errors import AbstractorError
 
 DatasetKind = Literal["kleister", "aci"]
 DATASET_SCHEMA: dict[DatasetKind, str] = {"kleister": "nda", "aci": "clinical_note"}
 """The built-in schema each set is labelled for."""
 
 
-class DatasetError(ValueError):
-    """The directory holds no evaluation set that we know (bad input)."""
+class DatasetError(AbstractorError):
+    """The evaluation package's root: the directory holds no evaluation set that we know (bad input)."""
 
     code = "unknown_dataset"
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from workers.engines.schema_check import (
+from bench.schema_check import (
     COMPILE_TIMEOUT,
     SchemaCheckResult,
     SchemaCheckSummary,
