@@ -7,6 +7,7 @@ deterministic test engine; the relay runs as a thread in the test process.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import uuid
 from collections.abc import Iterator
 
@@ -60,7 +61,7 @@ def test_a_job_runs_once_and_a_second_delivery_changes_nothing(
     assert job(factory, job_id).status is JobStatus.SUCCEEDED
 
     relay.publisher.publish(job_id, 0)  # the same job delivered again, as a broker redelivery would
-    wait_until(lambda: f'"job skipped", "job_id": "{job_id}"' in worker.log_text(), 30, "the redelivery")
+    wait_until(lambda: any(r.get("job_id") == str(job_id) for r in worker.records("job skipped")), 30, "the redelivery")
     done = job(factory, job_id)
     assert (done.status, done.attempts) == (JobStatus.SUCCEEDED, 1)
     assert actions(factory, job_id) == ["job.running", "job.succeeded"]
@@ -76,14 +77,16 @@ def test_a_malformed_message_is_dropped_without_touching_the_job(
         row, _ = repo.create_job(session, tenant.id, document.id, schema_name="nda", schema_version=1, model="m",
                                  backend="b")  # fmt: skip
         job_id = row.id
-    before = worker.log_text().count("invalid task message dropped")
+    before = len(worker.records("invalid task message dropped"))
     app = relay.publisher.app  # type: ignore[attr-defined]
     app.send_task(EXTRACT_TASK, args=[{"v": 2, "job_id": str(job_id)}], queue=QUEUE)
     app.send_task(EXTRACT_TASK, args=[{"v": 1, "job_id": str(job_id), "text": "Umbrella memo."}], queue=QUEUE)
-    wait_until(lambda: worker.log_text().count("invalid task message dropped") == before + 2, 30, "two drops")
+    wait_until(lambda: len(worker.records("invalid task message dropped")) == before + 2, 30, "two drops")
     untouched = job(factory, job_id)
     assert (untouched.status, untouched.attempts) == (JobStatus.QUEUED, 0)
-    assert "Umbrella" not in worker.log_text().split("invalid task message dropped", 1)[1].split("\n", 1)[0]
+    drops = worker.records("invalid task message dropped")[before:]
+    assert sorted(r["errors"] for r in drops) == [["extra_forbidden"], ["literal_error"]]  # the kinds only
+    assert not any("Umbrella" in json.dumps(r) for r in drops)
 
 
 def test_a_transient_fault_is_retried_after_a_backoff(
