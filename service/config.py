@@ -113,7 +113,7 @@ class Settings(BaseSettings):
         description="Redis URL of the Celery broker (readiness pings it); None in embedded mode.",
     )
 
-    # Queue (Celery on Redis, workers/celery_app.py) and its repair crew (service/relay.py).
+    # Queue (Celery on Redis, workers/celery_app.py) and its repair crew (service/jobs/relay.py).
     task_soft_time_limit_s: float = Field(default=1800.0, gt=0, description="A job past this fails as time_limit.")
     task_time_limit_s: float = Field(default=1860.0, gt=0, description="The worker process is killed past this.")
     job_deadline_margin_s: float = Field(
