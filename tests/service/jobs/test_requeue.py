@@ -8,22 +8,21 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from service.jobs.identity import ModelRef
 from service.jobs.requeue import MAX_ATTEMPTS, backoff_s, may_requeue, settle_failed_run
+from service.jobs.resolve import ResolvedSchema
+from service.jobs.submit import submit_job
 from service.store import repositories as repo
 from service.store.models import AuditEvent, Document, Job, JobStatus, OutboxMessage, Tenant, WebhookDelivery, utcnow
 
+NDA = ResolvedSchema("nda", 1)
+MODEL = ModelRef("m", "b")
+
 
 def _running(session: Session, tenant: Tenant, document: Document, *, webhook_url: str | None = None) -> Job:
-    job, _ = repo.create_job(
-        session,
-        tenant.id,
-        document.id,
-        schema_name="nda",
-        schema_version=1,
-        model="m",
-        backend="b",
-        webhook_url=webhook_url,
-    )
+    job, _ = submit_job(session, tenant.id, document.id, NDA, MODEL, webhook_url=webhook_url)
+    # Its message went out and a worker started it, as in production.
+    repo.mark_outbox_sent(session, [m.id for m in repo.claim_outbox(session)])
     assert repo.transition(session, job, [JobStatus.QUEUED], JobStatus.RUNNING)
     return job
 
@@ -44,7 +43,9 @@ def test_a_requeued_run_gets_a_message_the_relay_takes_after_the_delay(
         actor="worker", delay_s=30.0,
     )  # fmt: skip
     assert status is JobStatus.QUEUED
-    [message] = session.scalars(select(OutboxMessage).where(OutboxMessage.job_id == job.id))
+    [message] = session.scalars(
+        select(OutboxMessage).where(OutboxMessage.job_id == job.id, OutboxMessage.sent_at.is_(None))
+    )
     assert message.claimed_until is not None and message.claimed_until >= before + dt.timedelta(seconds=30)
     assert repo.claim_outbox(session, now=before) == []  # not before its time
     session.refresh(job)
@@ -68,9 +69,7 @@ def test_a_failed_run_queues_its_webhook_and_a_settled_one_is_left_alone(
 
 @pytest.mark.parametrize("requeue", [True, False], ids=["requeue", "fail"])
 def test_only_a_running_job_is_settled(session: Session, tenant: Tenant, document: Document, requeue: bool) -> None:
-    job, _ = repo.create_job(
-        session, tenant.id, document.id, schema_name="nda", schema_version=1, model="m", backend="b"
-    )
+    job, _ = submit_job(session, tenant.id, document.id, NDA, MODEL)
     assert (
         settle_failed_run(
             session, job.id, tenant.id, 0, requeue=requeue, error_code="c", error_message="m", actor="worker"

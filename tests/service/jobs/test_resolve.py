@@ -6,11 +6,14 @@ import pytest
 from sqlalchemy.orm import Session
 
 from schemas.errors import UnknownSchemaError
+from service.jobs.identity import ModelRef
 from service.jobs.resolve import ResolvedSchema, UserSchemaSpec, job_schema, resolve_schema
+from service.jobs.submit import submit_job
 from service.store import repositories as repo
 from service.store.models import Document, Tenant
 
 INVOICE = {"type": "object", "properties": {"total": {"type": "number"}}}
+MODEL = ModelRef("m", "b")
 
 
 def test_a_builtin_resolves_to_its_latest_or_named_version(session: Session, tenant: Tenant) -> None:
@@ -33,19 +36,9 @@ def test_a_tenants_schema_resolves_for_that_tenant_only(session: Session, tenant
 
 def test_a_job_reloads_the_schema_it_was_keyed_with(session: Session, tenant: Tenant, document: Document) -> None:
     row, _ = repo.register_user_schema(session, tenant.id, "invoice", INVOICE)
-    builtin, _ = repo.create_job(
-        session, tenant.id, document.id, schema_name="nda", schema_version=1, model="m", backend="b"
-    )
-    own, _ = repo.create_job(
-        session,
-        tenant.id,
-        document.id,
-        schema_name="invoice",
-        schema_version=1,
-        model="m",
-        backend="b",
-        user_schema=row,
-    )
+    builtin, _ = submit_job(session, tenant.id, document.id, resolve_schema(session, tenant.id, "nda"), MODEL)
+    own, _ = submit_job(session, tenant.id, document.id, resolve_schema(session, tenant.id, "invoice"), MODEL)
+    assert own.user_schema_id == row.id
     assert job_schema(session, builtin).ref == "nda@1"
     spec = job_schema(session, own)
     assert isinstance(spec, UserSchemaSpec) and spec.ref == "invoice@1"
