@@ -51,7 +51,7 @@ ADMIN_TOKEN = "bench-" + secrets.token_hex(16)
 def _documents(kind: str, limit: int, seed: int) -> list[tuple[str, bytes]]:
     """(name, bytes) of `limit` documents drawn with a fixed seed: ACI-Bench notes or Kleister-NDA PDFs."""
     if kind == "aci":
-        from service.evaluation import load_aci
+        from evaluation import load_aci
 
         items = [(f"{eid}.txt", text.encode("utf-8")) for eid, text, _ in load_aci(SHARED / "aci-bench")]
     else:
@@ -94,7 +94,7 @@ def _wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 120.0) 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"{proc.args} exited with {proc.returncode}")
+            raise RuntimeError(f"{proc.args!r} exited with {proc.returncode}")
         with contextlib.suppress(httpx.TransportError):
             if httpx.get(url, timeout=2.0).status_code == 200:
                 return

@@ -73,6 +73,11 @@ def list_schemas() -> list[SchemaSpec]:
     return list(_BUILTINS)
 
 
+def is_builtin(name: str) -> bool:
+    """Whether `name` belongs to a built-in schema (such names are reserved: no tenant may register one)."""
+    return any(s.name == name for s in _BUILTINS)
+
+
 def get_schema(ref: str) -> SchemaSpec:
     """Resolve `name` (latest version) or `name@version`; unknown ones raise `UnknownSchemaError`."""
     name, _, version = ref.partition("@")

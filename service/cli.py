@@ -94,7 +94,7 @@ def extract(
 
 def _eval_items(directory: Path, kind: str, limit: int | None) -> list[tuple[str, Any, Any]]:
     """(name, source, gold) triples: a PDF path for Kleister-NDA, note text for ACI-Bench."""
-    from service.evaluation import load_aci, load_kleister
+    from evaluation import load_aci, load_kleister
 
     items: list[tuple[str, Any, Any]]
     if kind == "kleister":
@@ -114,7 +114,7 @@ def evaluate(
     ] = None,
 ) -> None:
     """Score extractions against gold labels: per-field precision/recall/F1, last line `micro_f1=<x>`."""
-    from service.evaluation import (
+    from evaluation import (
         DATASET_SCHEMA,
         DatasetError,
         clinical_record_to_gold_shape,
@@ -182,7 +182,7 @@ def schema_check(
 
     Last line: `compiled=N unsupported=M crashed=K accepted_invalid=J`.
     """
-    from workers.engines.schema_check import check_schema_files
+    from bench.schema_check import check_schema_files
 
     settings = get_settings()
     configure_logging(settings.log_level)
@@ -222,7 +222,7 @@ def serve(
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
 ) -> None:
     """Serve the REST API with an in-process worker: SQLite by default, no other server needed."""
-    from service.embedded import serve as serve_embedded
+    from service.processes.embedded import serve as serve_embedded
     from service.store.errors import StoreError
 
     try:
@@ -245,7 +245,8 @@ def run_cli_batch(
     engine: Any = None,
 ) -> None:
     """The body of `abstractor batch` (tests call it with a deterministic `engine` from a wrapper script)."""
-    from service.batch import BatchError, run_batch
+    from service.errors import BatchError
+    from service.processes.batch import run_batch
     from service.store.errors import StoreError
 
     settings = get_settings()
@@ -318,7 +319,7 @@ def api(
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
 ) -> None:
     """Serve the production REST API; with ABSTRACTOR_BROKER_URL set, the outbox relay runs beside it."""
-    from service.production import serve_api
+    from service.processes.production import serve_api
     from service.store.errors import StoreError
 
     try:
@@ -330,7 +331,7 @@ def api(
 @app.command()
 def relay() -> None:
     """Publish queued jobs to Redis and requeue jobs whose worker was lost, until SIGTERM."""
-    from service.production import run_relay
+    from service.processes.production import run_relay
     from service.store.errors import StoreError
 
     try:
@@ -354,7 +355,7 @@ def worker(
     ] = None,
 ) -> None:
     """Run a Celery worker on the `extractions` queue (the engine loads on the first job), until SIGTERM."""
-    from service.production import run_worker
+    from service.processes.production import run_worker
     from service.store.errors import StoreError
 
     if pool not in (None, "threads", "prefork"):

@@ -123,7 +123,7 @@ class Settings(BaseSettings):
         description="Redis URL of the Celery broker (readiness pings it); None in embedded mode.",
     )
 
-    # Queue (Celery on Redis, workers/celery_app.py) and its repair crew (service/relay.py).
+    # Queue (Celery on Redis, workers/celery_app.py) and its repair crew (service/jobs/relay.py).
     worker_pool: Literal["auto", "threads", "prefork"] = Field(
         default="auto",
         description="auto: threads for engines that batch many jobs (openai, vllm), processes for llamacpp.",

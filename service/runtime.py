@@ -1,15 +1,20 @@
-"""How `Settings` map onto the workers' plain arguments (`workers` must not import the service)."""
+"""How `Settings` map onto the workers' plain arguments (`workers` must not import the service).
+
+Processes that run jobs (`service.processes`, the CLI) import this; the API never does, since building
+an engine loads the engines. The (model, backend) pair jobs are keyed by is `service.jobs.identity`'s;
+`model_ref` is re-exported here for the callers that knew it here.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from service.config import Settings
+from service.jobs.identity import model_ref
 from workers.documents.model import LimitsSpec, OcrSpec
 from workers.engines.factory import build_engine
-from workers.engines.model_files import QWEN25_CODER_05B
 from workers.engines.protocol import Engine
 from workers.pipeline.run import PipelineOptions
+
+__all__ = ["engine_from", "limits_from", "model_ref", "ocr_from", "options_from"]
 
 
 def limits_from(settings: Settings) -> LimitsSpec:
@@ -75,17 +80,3 @@ def engine_from(settings: Settings) -> Engine:
         vllm_dtype=settings.vllm_dtype,
         vllm_max_model_len=settings.vllm_max_model_len,
     )
-
-
-def model_ref(settings: Settings) -> tuple[str, str]:
-    """(model, backend) that jobs are keyed by: the engine these settings build, without loading it.
-
-    Must equal `(engine.info.model, f"{engine.info.engine}+{engine.info.grammar_backend}")` of that engine.
-    """
-    if settings.engine == "openai":
-        return settings.openai_model, "openai+server"
-    if settings.engine == "vllm":
-        model = Path(settings.vllm_model or "").name or (settings.vllm_model or "")
-        return model, f"vllm+{settings.vllm_structured_backend}"
-    model = settings.model_path.stem if settings.model_path is not None else QWEN25_CODER_05B.name
-    return model, f"{settings.engine}+{settings.grammar_backend}"

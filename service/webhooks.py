@@ -1,7 +1,7 @@
 """Signed job notifications: signing and verifying, the SSRF guard, and the deliverer of the webhook outbox.
 
 A job submitted with a `webhook_url` gets one `webhook_deliveries` row in the transaction that settles
-it (succeeded or failed; see `workers.job_runner`). `WebhookDeliverer` claims due rows, POSTs them and
+it (succeeded or failed; see `workers.jobs`). `WebhookDeliverer` claims due rows, POSTs them and
 records the outcome, retrying with exponential backoff; delivery is at least once, so receivers
 deduplicate on `X-Abstractor-Delivery`.
 
@@ -48,6 +48,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from service.background import PollingThread
 from service.config import Settings
+from service.errors import ServiceError
 from service.store import repositories as repo
 from service.store.models import utcnow
 
@@ -64,14 +65,13 @@ Resolver = Callable[[str, int], list[str]]
 """(host, port) -> IP address strings; `socket.getaddrinfo` by default, replaceable in tests."""
 
 
-class WebhookUrlRefused(Exception):
+class WebhookUrlRefused(ServiceError):
     """The URL is not one we may call: bad scheme, credentials in it, unresolvable, or a non-public address."""
 
     code = "webhook_url_refused"
 
     def __init__(self, message: str, *, reason: str) -> None:
-        super().__init__(message)
-        self.message = message
+        super().__init__(message, details={"reason": reason})
         self.reason = reason
 
 

@@ -1,1 +1,1 @@
-"""The extraction engine: document reading, model engines, the pure pipeline, and (later) the queue face."""
+"""The extraction engine: document reading, model engines, the pure pipeline, and its queue face (jobs, tasks)."""

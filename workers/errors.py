@@ -1,14 +1,23 @@
-"""One exception root for `workers`, split the way callers must react: fix config, retry, or reject input."""
+"""The house's one error base, `AbstractorError`, and the workers' root, split the way callers must react.
+
+The base lives here because `workers` may never import `service` while every part of the service may
+import the workers' error types (house plan, "Allowed imports"): the store's, the batches' and the
+API's roots all derive from it, so one `code`/`message`/`details` shape and one `to_dict` serve them all.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 
-class WorkerError(Exception):
-    """Root of every error raised by `workers`; carries a machine-readable code."""
+class AbstractorError(Exception):
+    """Base of every error our packages raise on purpose (bar `schemas`, which imports nothing of ours).
 
-    code: str = "worker_error"
+    Carries a machine-readable `code` (a class default, or given), a message safe to show (never document
+    content) and details of ids, codes and limits.
+    """
+
+    code: str = "abstractor_error"
 
     def __init__(self, message: str, *, code: str | None = None, details: dict[str, Any] | None = None):
         super().__init__(message)
@@ -23,6 +32,12 @@ class WorkerError(Exception):
         if self.details:
             out["details"] = self.details
         return out
+
+
+class WorkerError(AbstractorError):
+    """Root of every error raised by `workers`."""
+
+    code = "worker_error"
 
 
 class ConfigError(WorkerError):

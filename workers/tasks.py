@@ -1,13 +1,13 @@
 """The extraction task: validate a small versioned message, then run the job by its id.
 
-The task is a thin shell over `workers.job_runner.run_job`, which owns the job's life in the store:
+The task is a thin shell over `workers.jobs.run_job`, which runs the job's life in the store:
 a guarded queued→running transition that counts the attempt (so a second delivery, or a delivery of
 a finished job, changes nothing), the result with its status and audit event in one transaction, and
 a durable requeue with backoff (a new outbox row) for transient faults until `MAX_ATTEMPTS`. Celery's
 own retry is kept for the one case the store cannot record: the store itself being unreachable.
 
 What a process needs (sessions, engine, budgets) comes from a `TaskRuntime` factory that the
-process's launcher installs (`service.production.run_worker`); it is built once per worker process,
+process's launcher installs (`service.processes.production.run_worker`); it is built once per worker process,
 after the fork, and the engine inside it on the first job that needs it.
 """
 
@@ -16,43 +16,30 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
 from celery.signals import worker_process_init
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ValidationError
 from sqlalchemy.orm import Session, sessionmaker
 
+from service.jobs.messages import ExtractMessage
 from service.store.errors import is_transient
 from workers.celery_app import EXTRACT_TASK, QUEUE, app
 from workers.documents.model import LimitsSpec
 from workers.engines.protocol import Engine
 from workers.errors import ConfigError
-from workers.job_runner import run_job
+from workers.jobs import run_job
 from workers.pipeline.run import PipelineOptions
 
 log = logging.getLogger(__name__)
 
 STORE_RETRIES = 5
 """Deliveries retried while the store is unreachable; then the reconciler republishes the queued job."""
-
-
-class ExtractMessage(BaseModel):
-    """The task's whole message: a schema version and a job id (never document text)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    v: Literal[1] = 1
-    job_id: uuid.UUID
-
-    def payload(self) -> dict[str, Any]:
-        """The JSON-ready form that travels through Redis."""
-        return self.model_dump(mode="json")
 
 
 @dataclass(frozen=True)

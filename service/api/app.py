@@ -9,13 +9,13 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.api import usecases
 from service.api.context import ApiContext, Background
 from service.api.errors import install_error_handlers
 from service.api.observability import Metrics, RequestContextMiddleware, quiet_content_loggers
 from service.api.routers import admin, batches, documents, extractions, health, schemas
+from service.api.usecases.health import job_counts
 from service.config import Settings
-from service.runtime import model_ref
+from service.jobs.identity import model_ref
 from service.store.session import make_engine, make_session_factory
 from service.webhooks import WebhookDeliverer
 
@@ -51,7 +51,7 @@ def create_app(
         tmp_dir=settings.data_dir / "tmp" / "uploads",
         background=background,
     )
-    ctx.metrics.watch_job_counts(lambda: usecases.job_counts(ctx))
+    ctx.metrics.watch_job_counts(lambda: job_counts(ctx))
 
     # Embedded mode delivers its own webhooks; elsewhere the deliverer runs beside the outbox relay.
     deliverer = WebhookDeliverer.from_settings(session_factory, settings) if background is not None else None

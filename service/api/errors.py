@@ -1,5 +1,6 @@
 """The API's one error model, `{"error": {"code", "message", "details"}}`, and the one place that maps
-every exception root (ours, the store's, the workers', the schemas', the framework's) to a status.
+every exception root (ours, the store's, the workers', the service's, the schemas', the framework's) to a
+status. Every root but the schemas' and the framework's derives from `workers.errors.AbstractorError`.
 
 Messages and details carry ids, codes, limits and JSON paths only: never request bodies, document
 text or extracted values (FastAPI's validation errors echo the input; we drop it).
@@ -18,24 +19,24 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from schemas.errors import SchemaError
+from service.errors import ServiceError
 from service.store.errors import (
     BadInputStoreError,
     ConflictError,
-    SchemaInUseError,
     StoreConfigError,
     StoreError,
     is_transient,
 )
-from workers.errors import BadInputError, ConfigError, TransientError, WorkerError
+from workers.errors import AbstractorError, BadInputError, ConfigError, TransientError, WorkerError
 
 log = logging.getLogger(__name__)
 
 
-class ApiError(Exception):
+class ApiError(AbstractorError):
     """An error the API answers on purpose; subclasses fix the status and default code."""
 
     status_code: int = 400
-    code: str = "bad_request"
+    code = "bad_request"
 
     def __init__(
         self,
@@ -46,13 +47,9 @@ class ApiError(Exception):
         details: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
     ) -> None:
-        super().__init__(message)
-        self.message = message
-        if code is not None:
-            self.code = code
+        super().__init__(message, code=code, details=details)
         if status_code is not None:
             self.status_code = status_code
-        self.details: dict[str, Any] = details or {}
         self.headers = headers
 
 
@@ -133,7 +130,7 @@ def classify(exc: BaseException) -> tuple[int, str, str, dict[str, Any]]:
     if isinstance(exc, ApiError):
         return exc.status_code, exc.code, exc.message, exc.details
     if isinstance(exc, StoreError):
-        if isinstance(exc, ConflictError | SchemaInUseError):
+        if isinstance(exc, ConflictError):
             return 409, exc.code, exc.message, exc.details
         if isinstance(exc, BadInputStoreError):
             return 422, exc.code, exc.message, exc.details
@@ -150,8 +147,12 @@ def classify(exc: BaseException) -> tuple[int, str, str, dict[str, Any]]:
         if isinstance(exc, ConfigError):
             return 500, exc.code, "the service is misconfigured", {}
         return 500, exc.code, "the worker failed", {}
+    if isinstance(exc, ServiceError):  # batches and webhooks: bad input, every one
+        return 422, exc.code, exc.message, exc.details
     if isinstance(exc, SchemaError):
         return 422, exc.code, str(exc), {}
+    if isinstance(exc, AbstractorError):
+        return 500, exc.code, "internal error", {}
     if is_transient(exc):
         return 503, "store_transient_error", "the store is busy; retry", {}
     return 500, "internal_error", "internal error", {}
@@ -223,5 +224,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
-    for root in (StoreError, WorkerError, SchemaError):
+    for root in (AbstractorError, SchemaError):
         app.add_exception_handler(root, _domain_error)

@@ -1,30 +1,16 @@
-"""One exception root for `service.store`, split the way callers must react: fix config, retry, or reject."""
+"""The store's exception root, split the way callers must react: fix config, retry, or reject."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from sqlalchemy.exc import DBAPIError, OperationalError
 
+from workers.errors import AbstractorError
 
-class StoreError(Exception):
-    """Root of every error raised by `service.store`; carries a machine-readable code."""
 
-    code: str = "store_error"
+class StoreError(AbstractorError):
+    """Root of every error raised by `service.store` (the house's one base gives it `code`, `message`, `details`)."""
 
-    def __init__(self, message: str, *, code: str | None = None, details: dict[str, Any] | None = None):
-        super().__init__(message)
-        if code is not None:
-            self.code = code
-        self.message = message
-        self.details: dict[str, Any] = details or {}
-
-    def to_dict(self) -> dict[str, Any]:
-        """The `{"code", "message", "details"}` shape shared by the CLI and the API."""
-        out: dict[str, Any] = {"code": self.code, "message": self.message}
-        if self.details:
-            out["details"] = self.details
-        return out
+    code = "store_error"
 
 
 class StoreConfigError(StoreError):
@@ -49,12 +35,6 @@ class InvalidTransitionError(BadInputStoreError):
     """A job status change that the state machine never allows (e.g. succeeded -> running)."""
 
     code = "invalid_transition"
-
-
-class SchemaInUseError(BadInputStoreError):
-    """A user schema version that a job has used is immutable; register a new version instead."""
-
-    code = "schema_in_use"
 
 
 class AuditDetailsError(BadInputStoreError):

@@ -11,7 +11,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session, sessionmaker
@@ -115,6 +115,12 @@ def head_revision() -> str:
     if head is None:
         raise StoreConfigError("no migrations found", code="no_migrations")
     return head
+
+
+def stamped_revision(session: Session) -> str | None:
+    """The revision the database is stamped with, read directly (readiness probes call this every few seconds:
+    alembic's MigrationContext would log two INFO lines per probe)."""
+    return session.execute(text("SELECT version_num FROM alembic_version")).scalar()
 
 
 def current_revision(engine: Engine) -> str | None:

@@ -1,4 +1,4 @@
-"""`abstractor serve` for tests: `service.embedded.serve` with settings from the environment.
+"""`abstractor serve` for tests: `service.processes.embedded.serve` with settings from the environment.
 
     python -m tests.support.embedded_server --port 8080 --engine deterministic|real
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 
 from service.config import Settings
-from service.embedded import serve
+from service.processes.embedded import serve
 from tests.support.engines import DeterministicEngine
 
 

@@ -20,6 +20,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from workers.documents.layout import OcrLine, OcrWord
+from workers.errors import ConfigError, WorkerError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -42,7 +43,7 @@ _TESSERACT_ROTATE = re.compile(r"^Rotate:\s*(\d+)", re.MULTILINE)
 Quad = tuple[tuple[float, float], tuple[float, float], tuple[float, float], tuple[float, float]]
 
 
-class EngineUnavailable(Exception):
+class EngineUnavailable(ConfigError):
     """The configured engine is not installed here: a deployment problem, not the document's."""
 
 
@@ -325,7 +326,7 @@ class TesseractEngine:
         return proc.stdout.decode("utf-8", errors="replace")
 
 
-class EngineFailed(Exception):
+class EngineFailed(WorkerError):
     """The engine could not read this page (it crashed, or ran out of time)."""
 
 

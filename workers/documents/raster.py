@@ -11,6 +11,8 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
+from workers.errors import BadInputError
+
 if TYPE_CHECKING:
     import numpy as np
 
@@ -32,7 +34,7 @@ class RenderedPage:
     height_pt: float
 
 
-class ImageTooLarge(Exception):
+class ImageTooLarge(BadInputError):
     """A page declares an image with more pixels than the OCR limit allows."""
 
     def __init__(self, pixels: int, limit: int) -> None:

@@ -50,7 +50,8 @@ def build_engine(
     if kind == "openai":
         if not openai_base_url:
             raise ConfigError("ABSTRACTOR_ENGINE=openai needs ABSTRACTOR_OPENAI_BASE_URL", code="engine_config")
-        from workers.engines.openai_compat import OpenAICompatEngine, ResponseFormatStyle
+        from workers.engines.openai_compat import OpenAICompatEngine
+        from workers.engines.openai_wire import ResponseFormatStyle
 
         return OpenAICompatEngine(
             base_url=openai_base_url,

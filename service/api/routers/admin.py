@@ -6,9 +6,9 @@ import uuid
 
 from fastapi import APIRouter, Response
 
-from service.api import usecases
 from service.api.models import ApiKeyCreated, ApiKeyIn, TenantIn, TenantOut
 from service.api.routers.deps import COMMON_ERRORS, NOT_FOUND, Admin, Ctx, RequestId, _error
+from service.api.usecases import admin as usecases
 
 router = APIRouter(
     prefix="/v1/admin",

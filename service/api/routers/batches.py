@@ -10,11 +10,11 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Response
 from fastapi.responses import StreamingResponse
 
-from service import batch as batches
-from service.api import usecases
 from service.api.errors import UnprocessableError
 from service.api.models import BatchIn, BatchOut
 from service.api.routers.deps import COMMON_ERRORS, NOT_FOUND, Ctx, RequestId, Tenant, _error
+from service.api.usecases import batches as usecases
+from service.batches import export
 
 router = APIRouter(prefix="/v1/batches", tags=["batches"], responses=COMMON_ERRORS)
 
@@ -60,20 +60,20 @@ def export_batch(
     fmt: Annotated[Literal["jsonl", "csv", "parquet"], Query(alias="format")] = "jsonl",
 ) -> Response:
     """Rows in manifest order; documents still running appear with their status and no record."""
-    if fmt == "parquet" and not batches.parquet_available():
+    if fmt == "parquet" and not export.parquet_available():
         raise UnprocessableError("Parquet export needs pyarrow on the server", code="parquet_unavailable")
     rows = usecases.batch_export_rows(ctx, actor, request_id, batch_id, fmt)
     filename = f"batch-{batch_id}.{fmt}"
     headers = {"Content-Disposition": f'attachment; filename="{filename}"'}
     if fmt == "jsonl":
-        return StreamingResponse(batches.jsonl_lines(iter(rows)), media_type=_MEDIA[fmt], headers=headers)
+        return StreamingResponse(export.jsonl_lines(iter(rows)), media_type=_MEDIA[fmt], headers=headers)
     if fmt == "csv":
-        return StreamingResponse(batches.csv_text(rows), media_type=_MEDIA[fmt], headers=headers)
+        return StreamingResponse(export.csv_text(rows), media_type=_MEDIA[fmt], headers=headers)
     return Response(_parquet_bytes(rows), media_type=_MEDIA[fmt], headers=headers)
 
 
 def _parquet_bytes(rows: list[dict[str, object]]) -> bytes:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "results.parquet"
-        batches.write_parquet(rows, path)
+        export.write_parquet(rows, path)
         return path.read_bytes()

@@ -8,10 +8,10 @@ from typing import Annotated, Any
 from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
-from service.api import usecases
 from service.api.context import Actor, ApiContext
 from service.api.models import ErrorResponse
 from service.api.observability import request_id_var
+from service.api.usecases import auth
 
 api_key_bearer = HTTPBearer(
     auto_error=False, scheme_name="ApiKeyBearer", description="A tenant API key: `Authorization: Bearer <key>`."
@@ -62,7 +62,7 @@ def tenant_caller(
 ) -> Actor:
     """The tenant whose key came with the request (X-API-Key wins over Authorization)."""
     presented = header or (bearer.credentials if bearer is not None else None)
-    return usecases.authenticate(ctx, presented, request_id)
+    return auth.authenticate(ctx, presented, request_id)
 
 
 def admin_caller(
@@ -71,7 +71,7 @@ def admin_caller(
     bearer: Annotated[HTTPAuthorizationCredentials | None, Security(admin_bearer)],
 ) -> Actor:
     """The admin, when the admin token came with the request."""
-    return usecases.authenticate_admin(ctx, bearer.credentials if bearer is not None else None, request_id)
+    return auth.authenticate_admin(ctx, bearer.credentials if bearer is not None else None, request_id)
 
 
 Tenant = Annotated[Actor, Depends(tenant_caller)]

@@ -7,11 +7,11 @@ import uuid
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from service.api import usecases
 from service.api.errors import ApiError, PayloadTooLargeError, UnsupportedMediaTypeError
 from service.api.models import DocumentOut
 from service.api.routers.deps import COMMON_ERRORS, NOT_FOUND, Ctx, RequestId, Tenant, _error
 from service.api.uploads import FILE_FIELD, spool_upload
+from service.api.usecases import documents as usecases
 
 router = APIRouter(prefix="/v1/documents", tags=["documents"], responses=COMMON_ERRORS)
 

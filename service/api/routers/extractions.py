@@ -6,9 +6,9 @@ import uuid
 
 from fastapi import APIRouter, Response
 
-from service.api import usecases
 from service.api.models import ExtractionIn, ExtractionOut
 from service.api.routers.deps import COMMON_ERRORS, NOT_FOUND, Ctx, RequestId, Tenant
+from service.api.usecases import extractions as usecases
 
 router = APIRouter(prefix="/v1/extractions", tags=["extractions"], responses=COMMON_ERRORS)
 

@@ -7,9 +7,9 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
 
-from service.api import usecases
 from service.api.models import Health, Readiness
 from service.api.routers.deps import Ctx
+from service.api.usecases import health as usecases
 
 router = APIRouter(tags=["health"])
 

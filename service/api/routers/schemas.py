@@ -6,9 +6,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response
 
-from service.api import usecases
 from service.api.models import SCHEMA_NAME_PATTERN, SchemaIn, SchemaList, SchemaOut
 from service.api.routers.deps import COMMON_ERRORS, NOT_FOUND, Ctx, RequestId, Tenant, _error
+from service.api.usecases import schemas as usecases
 
 router = APIRouter(prefix="/v1/schemas", tags=["schemas"], responses=COMMON_ERRORS)
 

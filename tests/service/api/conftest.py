@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import Engine, event, text
 
 from service.config import Settings
-from service.embedded import build_embedded_app
+from service.processes.embedded import build_embedded_app
 from service.store.session import make_engine, make_session_factory, run_migrations
 from tests.service.store.conftest import app_role, pg_admin, pg_database  # noqa: F401 - shared fixtures
 from tests.support.api import TenantKey, make_tenant

@@ -18,8 +18,8 @@ import pytest
 from sqlalchemy import Engine, text
 
 from service.api.observability import configure_api_logging, install_log_context
-from service.embedded import build_embedded_app
 from service.logs import JsonFormatter
+from service.processes.embedded import build_embedded_app
 from service.store.session import make_engine, make_session_factory
 from tests.service.api.conftest import ADMIN_TOKEN, api_settings_for
 from tests.support.api import make_tenant, upload, wait_for_job

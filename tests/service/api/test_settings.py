@@ -6,7 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from service.config import Settings, is_placeholder_secret
-from service.runtime import model_ref
+from service.jobs.identity import model_ref
 
 
 @pytest.mark.parametrize("token", ["", "changeme", "<admin-token>", "short-but-not-listed"], ids=repr)

@@ -15,7 +15,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.api import create_app
-from service.embedded import build_embedded_app
+from service.processes.embedded import build_embedded_app
 from service.store.session import make_session_factory
 from tests.service.api.conftest import (  # noqa: F401 - shared fixtures
     ADMIN_TOKEN,

@@ -40,7 +40,17 @@ def _submit(client: httpx.Client, tenant: TenantKey, document_id: str, webhook_u
 
 def _deliveries(factory: sessionmaker[Session], job_id: str) -> list[WebhookDelivery]:
     with factory() as session:
-        return repo.list_webhook_deliveries(session, uuid.UUID(job_id))
+        query = select(WebhookDelivery).where(WebhookDelivery.job_id == uuid.UUID(job_id)).order_by(WebhookDelivery.id)
+        return list(session.scalars(query))
+
+
+def _wait_settled(factory: sessionmaker[Session], job_ids: list[str], timeout: float = 30.0) -> None:
+    """Until every notification of these jobs is delivered or given up: the deliverer claims pending rows
+    only, so once they are settled nothing more can be sent for these jobs."""
+    deadline = time.monotonic() + timeout
+    while any(r.delivered_at is None and r.gave_up_at is None for j in job_ids for r in _deliveries(factory, j)):
+        assert time.monotonic() < deadline, "notifications still pending"
+        time.sleep(0.05)
 
 
 def test_one_verified_notification_per_finished_job(
@@ -58,7 +68,7 @@ def test_one_verified_notification_per_finished_job(
     assert jobs["bad"]["status"] == "failed"
 
     received = receiver.wait_for(2)
-    time.sleep(1.0)  # anything extra (a duplicate) would arrive within the deliverer's polls
+    _wait_settled(factory, [jobs["good"]["id"], jobs["bad"]["id"]])  # a duplicate would be a row still pending
     assert len(receiver.requests) == 2
     by_path = {r.path: r for r in received}
     assert set(by_path) == {"/hooks/good?k=1", "/hooks/bad?k=1"}
@@ -92,10 +102,11 @@ def test_a_failing_receiver_is_retried_with_backoff(
     assert first.headers[DELIVERY_HEADER.lower()] == second.headers[DELIVERY_HEADER.lower()]  # one event, twice
     assert first.body == second.body
     assert verify_signature(SECRET, second.headers[SIGNATURE_HEADER.lower()], second.body)
+    _wait_settled(factory, [response.json()["id"]])
     [row] = _deliveries(factory, response.json()["id"])
     assert row.delivered_at is not None and row.attempts == 2 and row.last_status_code == 204
     assert (row.delivered_at - row.created_at).total_seconds() >= BACKOFF_S * 0.8  # waited before retrying
-    time.sleep(0.5)
+    # The job's one notification is delivered (settled above), so no further attempt can follow.
     assert len(receiver.requests) == 2
 
 

@@ -11,8 +11,8 @@ import redis
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.config import Settings
-from service.production import make_relay
-from service.relay import Relay
+from service.jobs.relay import Relay
+from service.processes.production import make_relay
 from service.store.session import make_engine, make_session_factory, run_migrations
 from tests.service.store.conftest import app_role, pg_admin, pg_database  # noqa: F401 - shared fixtures
 from tests.workers.celery.harness import REDIS_URL, ensure_redis_running, queue_settings, redis_up

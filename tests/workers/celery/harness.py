@@ -1,13 +1,15 @@
 """Real Celery workers as child processes, the real Redis, and store helpers for the queue tests.
 
-The tests use their own Redis database (5) so that other suites on DB 0 never see our messages, and
-flush only that one. Workers are `tests.workers.celery.worker_main` children (the `abstractor worker`
+The tests use their own Redis database (5, or `ABSTRACTOR_TEST_REDIS_URL`: two checkouts testing at once
+on one Redis server each take their own) so that other suites on DB 0 never see our messages, and flush
+only that one. Workers are `tests.workers.celery.worker_main` children (the `abstractor worker`
 code path with a deterministic engine); each runs in its own session so that the whole worker (the
 Celery parent and its pool processes) can be SIGKILLed at once.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -27,7 +29,9 @@ from service.store import repositories as repo
 from service.store.models import AuditEvent, Job, JobStatus, Result
 
 REPO = Path(__file__).resolve().parents[3]
-REDIS_URL = "redis://127.0.0.1:6379/5"
+JOB_ENDS = ("job succeeded", "job failed", "job skipped")
+"""The records `workers.jobs.run_job` ends a run with."""
+REDIS_URL = os.environ.get("ABSTRACTOR_TEST_REDIS_URL", "redis://127.0.0.1:6379/5")
 SERVICES_UP = REPO / "scripts" / "services-up"
 
 # Short limits so that lost workers are noticed in seconds: deadline = start + 3 s + 1 s.
@@ -129,7 +133,7 @@ class WorkerProcess:
         self.name = name
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
-        self._seen = 0  # log length at the last kill: a run it cut short ends no line
+        self._seen = 0  # log lines at the last kill: a run it cut short ends no record
 
     def start(self) -> WorkerProcess:
         """Start (or restart) the worker; returns at once (it connects on its own)."""
@@ -149,20 +153,36 @@ class WorkerProcess:
         return self.proc is not None and self.proc.poll() is None
 
     def ready(self) -> bool:
-        """Whether the latest start has connected and is consuming ("<hostname> ready." logged)."""
-        return self.alive() and f'"msg": "{self.name}-{self.starts - 1}@' in self.log_text()
+        """Whether the latest start has connected and is consuming (its "<hostname> ready." record)."""
+        hostname = f"{self.name}-{self.starts - 1}@"
+        return self.alive() and any(str(r.get("msg", "")).startswith(hostname) for r in self.records())
 
     def busy(self) -> bool:
-        """Whether the worker is mid-job: its log's last job line is a start (the attempt is counted)."""
-        text = self.log_text()[self._seen :]
-        started = text.rfind('"msg": "job started"')
-        ended = max(text.rfind(f'"msg": "job {end}"') for end in ("succeeded", "failed", "skipped"))
+        """Whether the worker is mid-job: its last job record since the last kill is a start (attempt counted)."""
+        events = [r.get("msg") for r in self.records(since=self._seen)]
+        started = max((i for i, msg in enumerate(events) if msg == "job started"), default=-1)
+        ended = max((i for i, msg in enumerate(events) if msg in JOB_ENDS), default=-1)
         return self.ready() and started > ended
+
+    def records(self, msg: str | None = None, *, since: int = 0) -> list[dict[str, Any]]:
+        """The worker's structured log records (its JSON lines, from line `since` on), or one message's.
+
+        The worker's events are read by their fields (message, job id), never by the text of a line.
+        """
+        out = []
+        for line in self.log_text().splitlines()[since:]:
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue  # Celery's banner, a partly written last line
+            if isinstance(record, dict) and (msg is None or record.get("msg") == msg):
+                out.append(record)
+        return out
 
     def kill_pool_process(self) -> bool:
         """SIGKILL the pool process that runs tasks (the Celery parent forks a new one); False if none."""
         children = children_of(self.proc.pid) if self.alive() and self.proc is not None else []
-        self._seen = len(self.log_text())
+        self._seen = len(self.log_text().splitlines())
         for pid in children:
             try:
                 os.kill(pid, signal.SIGKILL)
@@ -173,7 +193,7 @@ class WorkerProcess:
     def kill(self) -> None:
         """SIGKILL the whole worker (parent and pool) at once, as the OOM killer or a node loss would."""
         assert self.proc is not None
-        self._seen = len(self.log_text())
+        self._seen = len(self.log_text().splitlines())
         try:
             os.killpg(self.proc.pid, signal.SIGKILL)
         except ProcessLookupError:

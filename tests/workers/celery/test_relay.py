@@ -13,15 +13,17 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.config import Settings
-from service.production import celery_spec, make_relay, run_deadline_s
-from service.relay import WORKER_LOST, CeleryPublisher, Relay
+from service.jobs.recovery import WORKER_LOST
+from service.jobs.relay import CeleryPublisher, Relay
+from service.jobs.requeue import MAX_ATTEMPTS
+from service.processes.production import celery_spec, make_relay, run_deadline_s
 from service.store import repositories as repo
 from service.store.models import AuditEvent, Job, JobStatus, OutboxMessage, utcnow
 from tests.support.engines import DeterministicEngine
 from tests.workers.celery.harness import actions, add_jobs, job
 from workers.celery_app import QUEUE
 from workers.documents.model import LimitsSpec
-from workers.job_runner import MAX_ATTEMPTS, run_job
+from workers.jobs import run_job
 from workers.pipeline.run import PipelineOptions
 
 SECRET = "Zanzibar-7731"

@@ -1,12 +1,13 @@
 """The extraction task in a real Celery worker (child process) on the real Redis and Postgres.
 
-The worker runs the `abstractor worker` code path (`service.production.run_worker`) with the
+The worker runs the `abstractor worker` code path (`service.processes.production.run_worker`) with the
 deterministic test engine; the relay runs as a thread in the test process.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import uuid
 from collections.abc import Iterator
 
@@ -16,12 +17,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.config import Settings
-from service.relay import Relay
+from service.jobs.relay import Relay
+from service.jobs.requeue import MAX_ATTEMPTS
 from service.store import repositories as repo
 from service.store.models import AuditEvent, JobStatus
 from tests.workers.celery.harness import WorkerProcess, actions, add_jobs, job, result_count, wait_until
 from workers.celery_app import EXTRACT_TASK, QUEUE
-from workers.job_runner import MAX_ATTEMPTS, TIME_LIMIT_CODE
+from workers.jobs import TIME_LIMIT_CODE
 
 SETTLED = (JobStatus.SUCCEEDED, JobStatus.FAILED)
 
@@ -59,7 +61,7 @@ def test_a_job_runs_once_and_a_second_delivery_changes_nothing(
     assert job(factory, job_id).status is JobStatus.SUCCEEDED
 
     relay.publisher.publish(job_id, 0)  # the same job delivered again, as a broker redelivery would
-    wait_until(lambda: f'"job skipped", "job_id": "{job_id}"' in worker.log_text(), 30, "the redelivery")
+    wait_until(lambda: any(r.get("job_id") == str(job_id) for r in worker.records("job skipped")), 30, "the redelivery")
     done = job(factory, job_id)
     assert (done.status, done.attempts) == (JobStatus.SUCCEEDED, 1)
     assert actions(factory, job_id) == ["job.running", "job.succeeded"]
@@ -75,14 +77,16 @@ def test_a_malformed_message_is_dropped_without_touching_the_job(
         row, _ = repo.create_job(session, tenant.id, document.id, schema_name="nda", schema_version=1, model="m",
                                  backend="b")  # fmt: skip
         job_id = row.id
-    before = worker.log_text().count("invalid task message dropped")
+    before = len(worker.records("invalid task message dropped"))
     app = relay.publisher.app  # type: ignore[attr-defined]
     app.send_task(EXTRACT_TASK, args=[{"v": 2, "job_id": str(job_id)}], queue=QUEUE)
     app.send_task(EXTRACT_TASK, args=[{"v": 1, "job_id": str(job_id), "text": "Umbrella memo."}], queue=QUEUE)
-    wait_until(lambda: worker.log_text().count("invalid task message dropped") == before + 2, 30, "two drops")
+    wait_until(lambda: len(worker.records("invalid task message dropped")) == before + 2, 30, "two drops")
     untouched = job(factory, job_id)
     assert (untouched.status, untouched.attempts) == (JobStatus.QUEUED, 0)
-    assert "Umbrella" not in worker.log_text().split("invalid task message dropped", 1)[1].split("\n", 1)[0]
+    drops = worker.records("invalid task message dropped")[before:]
+    assert sorted(r["errors"] for r in drops) == [["extra_forbidden"], ["literal_error"]]  # the kinds only
+    assert not any("Umbrella" in json.dumps(r) for r in drops)
 
 
 def test_a_transient_fault_is_retried_after_a_backoff(

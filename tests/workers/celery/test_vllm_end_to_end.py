@@ -24,7 +24,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from bench.vllm_cpu import VllmServer
-from service.production import build_api_app
+from service.processes.production import build_api_app
 from service.store.models import AuditEvent, Job, JobStatus, Result
 from tests.support.api import make_tenant, upload
 from tests.support.servers import ThreadedServer
@@ -58,7 +58,7 @@ def test_twenty_notes_through_api_relay_worker_and_vllm(
     shared_data: Path,
     tmp_path: Path,
 ) -> None:
-    from service.evaluation import load_aci
+    from evaluation import load_aci
 
     notes = sorted(load_aci(shared_data / "aci-bench"), key=lambda item: len(item[1]))[:DOCUMENTS]
     settings = queue_settings(queue_db, tmp_path / "data", broker_url=REDIS_URL, admin_token=ADMIN_TOKEN)

@@ -1,4 +1,4 @@
-"""`abstractor worker` for tests: `service.production.run_worker`, settings from the environment, and a
+"""`abstractor worker` for tests: `service.processes.production.run_worker`, settings from the environment, and a
 deterministic engine (plumbing only, never a quality claim) that misbehaves on marked documents.
 
     python -m tests.workers.celery.worker_main --delay 0.1 --hostname w1@%h
@@ -18,7 +18,7 @@ import time
 from collections.abc import Sequence
 
 from service.config import Settings
-from service.production import run_worker
+from service.processes.production import run_worker
 from tests.support.engines import DeterministicEngine
 from workers.engines.protocol import GenerationRequest, GenerationResult
 from workers.errors import TransientError

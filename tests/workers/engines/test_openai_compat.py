@@ -21,7 +21,8 @@ from tests.support.servers import free_port
 from tests.workers.engines.llama_server import SERVED_MODEL, FaultyServer, LlamaServer, completion_body
 from workers.documents.model import Document, Page
 from workers.engines.factory import build_engine
-from workers.engines.openai_compat import OpenAICompatEngine, chat_payload, error_detail, parse_completion
+from workers.engines.openai_compat import OpenAICompatEngine
+from workers.engines.openai_wire import chat_payload, error_detail, parse_completion
 from workers.engines.protocol import GenerationRequest, Message
 from workers.errors import BadInputError, ConfigError, TransientError
 from workers.pipeline.run import PipelineOptions, extract_document

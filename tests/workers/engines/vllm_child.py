@@ -19,10 +19,10 @@ from schemas.errors import SchemaError
 from schemas.registry import get_schema
 from schemas.user_schema import load_user_schema
 from service.config import Settings
+from service.jobs.resolve import UserSchemaSpec
 from service.runtime import engine_from, limits_from, options_from
 from workers.documents import read_document
 from workers.errors import WorkerError
-from workers.job_runner import UserSchemaSpec
 from workers.pipeline.run import extract_document
 
 

@@ -1,0 +1,136 @@
+"""`abstractor serve`: the API and an in-process worker over one SQLite file, no other server needed.
+
+The worker is a background thread that claims outbox rows (the same rows the Celery relay would
+publish), runs each job with `workers.jobs.run_job`, then marks the row sent. The API wakes it
+when it queues a job, so a newcomer's curl session does not wait for a poll. The model is loaded on
+the first job, not at start-up, so the API answers at once; tests inject a small engine instead.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+import time
+import uuid
+
+import uvicorn
+from fastapi import FastAPI
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.api import create_app
+from service.api.observability import Metrics, configure_api_logging, job_id_var
+from service.background import PollingThread
+from service.config import Settings
+from service.jobs.identity import engine_ref
+from service.runtime import engine_from, limits_from, options_from
+from service.store import repositories as repo
+from service.store.session import make_engine, make_session_factory, run_migrations
+from workers.engines.protocol import Engine
+from workers.jobs import run_job
+
+log = logging.getLogger(__name__)
+
+MAX_DELIVERIES = 5
+"""An outbox row whose delivery kept crashing the runner is given up after this many claims."""
+
+
+class EmbeddedWorker(PollingThread):
+    """A daemon thread running queued jobs one at a time (one model, one CPU budget)."""
+
+    thread_name = "abstractor-worker"
+
+    def __init__(
+        self,
+        session_factory: sessionmaker[Session],
+        settings: Settings,
+        *,
+        engine: Engine | None = None,
+        metrics: Metrics | None = None,
+        poll_s: float = 1.0,
+    ) -> None:
+        super().__init__(poll_s=poll_s)
+        self._factory = session_factory
+        self._settings = settings
+        self._engine = engine
+        self._engine_lock = threading.Lock()
+        self.metrics = metrics
+
+    def engine(self) -> Engine:
+        """The injected engine, or the configured one, built on first use (loading takes seconds)."""
+        with self._engine_lock:
+            if self._engine is None:
+                s = self._settings
+                log.info("loading engine", extra={"engine": s.engine, "grammar_backend": s.grammar_backend})
+                self._engine = engine_from(s)
+            return self._engine
+
+    def run_once(self) -> bool:
+        """Claim one outbox message and run its job; False when there was nothing to do."""
+        lease = dt.timedelta(seconds=self._settings.outbox_lease_s)
+        with self._factory.begin() as session:
+            claimed = repo.claim_outbox(session, limit=1, lease=lease)
+            messages = [(m.id, m.job_id, m.attempts) for m in claimed]
+        if not messages:
+            return False
+        for message_id, job_id, deliveries in messages:
+            if deliveries > MAX_DELIVERIES:
+                log.error("outbox message given up", extra={"job_id": str(job_id), "deliveries": deliveries})
+            else:
+                try:
+                    self._run(job_id)
+                except Exception:
+                    with self._factory.begin() as session:
+                        repo.release_outbox(session, [message_id])
+                    raise
+            with self._factory.begin() as session:
+                repo.mark_outbox_sent(session, [message_id])
+        return True
+
+    def _run(self, job_id: uuid.UUID) -> None:
+        token = job_id_var.set(str(job_id))
+        started = time.perf_counter()
+        try:
+            run_job(
+                self._factory,
+                job_id,
+                self.engine,
+                options_from(self._settings),
+                limits_from(self._settings),
+                blob_dir=self._settings.blob_dir,
+            )
+        finally:
+            job_id_var.reset(token)
+        if self.metrics is not None:
+            with self._factory() as session:
+                job = repo.load_job(session, job_id)
+                status = job.status.value if job is not None else "unknown"
+            self.metrics.jobs_finished.labels(status).inc()
+            self.metrics.job_duration.labels(status).observe(time.perf_counter() - started)
+
+
+def build_embedded_app(
+    settings: Settings,
+    *,
+    engine: Engine | None = None,
+    session_factory: sessionmaker[Session] | None = None,
+    poll_s: float = 1.0,
+) -> FastAPI:
+    """The API with an embedded worker over `settings.database_url` (migrated beforehand)."""
+    if session_factory is None:
+        session_factory = make_session_factory(make_engine(settings.database_url, hide_parameters=True))
+    worker = EmbeddedWorker(session_factory, settings, engine=engine, poll_s=poll_s)
+    model = engine_ref(engine.info) if engine is not None else None  # None: keyed by the settings' engine
+    app = create_app(settings, session_factory=session_factory, background=worker, model=model)
+    worker.metrics = app.state.ctx.metrics
+    return app
+
+
+def serve(host: str, port: int, settings: Settings, *, engine: Engine | None = None) -> None:
+    """Migrate the database, then serve the API and run jobs in-process until interrupted."""
+    configure_api_logging(settings.log_level)
+    run_migrations(settings.database_url, app_role=settings.database_app_role)
+    app = build_embedded_app(settings, engine=engine)
+    log.info("serving", extra={"host": host, "port": port})
+    # log_config=None keeps our JSON logging; our middleware writes the access log (with request ids).
+    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
