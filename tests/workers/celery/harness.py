@@ -126,11 +126,22 @@ def children_of(pid: int) -> list[int]:
 class WorkerProcess:
     """One `worker_main` child in its own session, logging to a file."""
 
-    def __init__(self, settings: Settings, log_path: Path, *, delay_s: float = 0.0, name: str = "w") -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        log_path: Path,
+        *,
+        delay_s: float = 0.0,
+        name: str = "w",
+        pool: str = "prefork",
+        concurrency: int = 1,
+    ) -> None:
         self.env = {**os.environ, **settings_env(settings)}
         self.log_path = log_path
         self.delay_s = delay_s
         self.name = name
+        self.pool = pool
+        self.concurrency = concurrency
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
         self._seen = 0  # log lines at the last kill: a run it cut short ends no record
@@ -142,6 +153,7 @@ class WorkerProcess:
                 [
                     sys.executable, "-m", "tests.workers.celery.worker_main",
                     "--delay", str(self.delay_s), "--hostname", f"{self.name}-{self.starts}@%h",
+                    "--pool", self.pool, "--concurrency", str(self.concurrency),
                 ],
                 cwd=REPO, env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
             )  # fmt: skip

@@ -101,7 +101,19 @@ def _published(factory: sessionmaker[Session], job_ids: list[uuid.UUID]) -> int:
         )
 
 
+@pytest.mark.parametrize(
+    ("pool", "concurrency", "delay_s"),
+    [
+        # One job per pool process (llama.cpp workers): a pool-process kill loses one run.
+        pytest.param("prefork", 1, JOB_DELAY_S, id="prefork"),
+        # Jobs as threads over one engine (vLLM workers): a kill loses every run in flight in that worker.
+        pytest.param("threads", 2, 2.5 * JOB_DELAY_S, id="threads"),
+    ],
+)
 def test_200_jobs_survive_random_worker_kills_and_a_redis_restart(
+    pool: str,
+    concurrency: int,
+    delay_s: float,
     settings: Settings,
     factory: sessionmaker[Session],
     relay: Relay,
@@ -111,7 +123,10 @@ def test_200_jobs_survive_random_worker_kills_and_a_redis_restart(
     seed = int(os.environ.get("FAULT_SEED", str(random.SystemRandom().randrange(1_000_000))))
     rng = random.Random(seed)
     workers = [
-        WorkerProcess(settings, tmp_path / f"w{i}.log", delay_s=JOB_DELAY_S, name=f"w{i}").start() for i in range(2)
+        WorkerProcess(
+            settings, tmp_path / f"w{i}.log", delay_s=delay_s, name=f"w{i}", pool=pool, concurrency=concurrency
+        ).start()
+        for i in range(2)
     ]
     started = time.monotonic()
     _, job_ids = add_jobs(factory, [f"Agreement {i} between Acme and Initech.\n".encode() for i in range(JOBS)])
@@ -163,6 +178,7 @@ def test_200_jobs_survive_random_worker_kills_and_a_redis_restart(
     published = _published(factory, job_ids)
     lost_runs = sum(_per_job(factory, job_ids, "job.requeued").values())
     figures = {
+        "pool": pool,
         "seed": seed,
         "jobs": JOBS,
         "kills": kills,

@@ -52,12 +52,14 @@ def main() -> None:
     parser.add_argument("--delay", type=float, default=0.0)
     parser.add_argument("--concurrency", type=int, default=1)
     parser.add_argument("--hostname", default=None)
+    parser.add_argument("--pool", choices=("prefork", "threads"), default="prefork")
     args = parser.parse_args()
     run_worker(
         Settings(),
         concurrency=args.concurrency,
         engine=lambda: MarkedEngine(args.delay),
         hostname=args.hostname,
+        pool=args.pool,
     )
 
 
