@@ -28,6 +28,7 @@ class UsageCounter:
         self.prompt_tokens = 0
         self.completion_tokens = 0
         self.requests = 0
+        self.cut_answers = 0
 
     def wrap(self, create: Any) -> Any:
         """`create` with the usage of each response added to this counter."""
@@ -36,6 +37,9 @@ class UsageCounter:
             response = create(*args, **kwargs)
             usage = getattr(response, "usage", None)
             self.requests += 1
+            choices = getattr(response, "choices", None) or []
+            if choices and getattr(choices[0], "finish_reason", None) == "length":
+                self.cut_answers += 1  # langextract then fails to parse the chunk and, by default, skips it
             if usage is not None:
                 self.prompt_tokens += int(getattr(usage, "prompt_tokens", 0) or 0)
                 self.completion_tokens += int(getattr(usage, "completion_tokens", 0) or 0)
@@ -126,6 +130,7 @@ def run(job: dict[str, Any]) -> dict[str, Any]:
         "extractions": extractions,
         "seconds": seconds,
         "requests": counter.requests,
+        "cut_answers": counter.cut_answers if counted else None,
         "prompt_tokens": counter.prompt_tokens if counted else None,
         "completion_tokens": counter.completion_tokens if counted else None,
     }

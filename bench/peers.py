@@ -152,6 +152,11 @@ class Answer:
     model_seconds: float | None = None
     """Seconds of the extraction itself where the system measures them (langextract's runner start-up
     is not counted, as a long-running user process would not pay it per document)."""
+    chars_sent: int | None = None
+    """Characters of the document the model saw, where the system truncates it."""
+    requests: int | None = None
+    cut_answers: int | None = None
+    """Model answers that stopped at the token budget (a peer that swallows the resulting parse errors)."""
 
 
 @dataclass
@@ -167,6 +172,12 @@ class Outcome:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     truncated: bool = False
+    chars: int = 0
+    chars_sent: int | None = None
+    requests: int | None = None
+    cut_answers: int | None = None
+    load: float | None = None
+    """The machine's 1-minute load average when the document finished: the box is shared, so say how busy."""
     error: str | None = None
 
 
@@ -304,6 +315,7 @@ def _grammar_worker(conn: Connection, model_path: str, n_ctx: int, threads: int)
                 "finish_reason": choice.get("finish_reason"),
                 "usage": out.get("usage", {}),
                 "truncated": truncated,
+                "chars_sent": len(text),
                 "seconds": time.perf_counter() - started,
             }
         )
@@ -366,7 +378,16 @@ class LlamaCppGrammarSystem:
             record = None
         if not isinstance(record, dict):
             raise PeerError("length" if reply["finish_reason"] == "length" else "invalid_json")
-        return Answer(record, prompt, completion, bool(reply["truncated"]), float(reply["seconds"]))
+        return Answer(
+            record,
+            prompt,
+            completion,
+            truncated=bool(reply["truncated"]),
+            model_seconds=float(reply["seconds"]),
+            chars_sent=int(reply["chars_sent"]),
+            requests=1,
+            cut_answers=int(reply["finish_reason"] == "length"),
+        )
 
     def close(self) -> None:
         """Ask the child to exit, then make sure it has."""
@@ -522,7 +543,8 @@ def iso_date(text: str, iso_attribute: str | None) -> str:
     for candidate in (iso_attribute, text):
         if not candidate:
             continue
-        cleaned = _ORDINAL_DAY.sub(r"\2 \1, \3", candidate)
+        ordinal = _ORDINAL_DAY.search(candidate)  # "the 2nd day of March, 1999"
+        cleaned = f"{ordinal[2]} {ordinal[1]}, {ordinal[3]}" if ordinal else candidate
         cleaned = re.sub(r"(\d{1,2})(?:st|nd|rd|th)\b", r"\1", cleaned).replace(".", "").strip()
         for fmt in _DATE_FORMATS:
             try:
@@ -716,7 +738,14 @@ class LangExtractSystem:
             cause = reply.get("cause")
             raise PeerError(f"{reply['error']}({cause})" if cause else reply["error"])
         record = record_from_extractions(schema_name, reply["extractions"])
-        return Answer(record, reply.get("prompt_tokens"), reply.get("completion_tokens"), False, reply["seconds"])
+        return Answer(
+            record,
+            reply.get("prompt_tokens"),
+            reply.get("completion_tokens"),
+            model_seconds=float(reply["seconds"]),
+            requests=reply.get("requests"),
+            cut_answers=reply.get("cut_answers"),
+        )
 
     def close(self) -> None:
         """Stop the server."""
@@ -727,23 +756,37 @@ def open_system(name: str, model_path: Path, threads: int | None, options: argpa
     """Load one system; the peers use Abstractor's thread count (and, without it, every core as it does)."""
     from workers.pipeline.run import PipelineOptions
 
-    defaults = PipelineOptions()
+    # Every model answer gets Abstractor's answer budget per request (its first try on a chunk).
+    answer_tokens = PipelineOptions().max_new_tokens
     n_threads = threads or os.cpu_count() or 1
     if name == "abstractor":
         return AbstractorSystem()
     if name == "llamacpp_grammar":
-        # Abstractor's largest single answer (a retried chunk): the baseline is never cut shorter than it.
-        return LlamaCppGrammarSystem(model_path, n_threads, defaults.max_new_tokens * defaults.retry_factor)
+        return LlamaCppGrammarSystem(model_path, n_threads, answer_tokens)
     if name == "langextract":
-        return LangExtractSystem(model_path, n_threads, defaults.max_new_tokens, options.request_timeout)
+        return LangExtractSystem(model_path, n_threads, answer_tokens, options.request_timeout)
     raise ValueError(f"unknown system {name!r}; choose from {', '.join(SYSTEMS)}")
 
 
 # --- running and scoring ----------------------------------------------------------------------------------
 
 
+def load_average() -> float | None:
+    """The 1-minute load average, where the platform has one."""
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return None
+
+
 def run_one(system: System, item: Item, timeout_s: float) -> Outcome:
     """Read and extract one document, timed; any failure becomes an empty prediction with its code."""
+    outcome = _run_one(system, item, timeout_s)
+    outcome.load = load_average()
+    return outcome
+
+
+def _run_one(system: System, item: Item, timeout_s: float) -> Outcome:
     from workers.documents import read_document
 
     outcome = Outcome(system.name, item.dataset, item.name)
@@ -751,7 +794,7 @@ def run_one(system: System, item: Item, timeout_s: float) -> Outcome:
     deadline = time.monotonic() + timeout_s
     try:
         doc = read_document(item.source)
-        outcome.pages = len(doc.pages)
+        outcome.pages, outcome.chars = len(doc.pages), len(doc.text)
         read_s = time.perf_counter() - started
         answer = system.extract(doc, DATASET_SCHEMA[item.dataset], deadline)
     except Exception as e:  # noqa: BLE001 - a failed document is scored as empty, never aborts the run
@@ -759,11 +802,14 @@ def run_one(system: System, item: Item, timeout_s: float) -> Outcome:
         outcome.seconds = time.perf_counter() - started
         return outcome
     elapsed = time.perf_counter() - started
-    outcome.seconds = read_s + answer.model_seconds if answer.model_seconds is not None else elapsed
+    outcome.seconds = (read_s + answer.model_seconds) if answer.model_seconds is not None else elapsed
     outcome.record = answer.record
     outcome.prompt_tokens = answer.prompt_tokens
     outcome.completion_tokens = answer.completion_tokens
     outcome.truncated = answer.truncated
+    outcome.chars_sent = answer.chars_sent
+    outcome.requests = answer.requests
+    outcome.cut_answers = answer.cut_answers
     return outcome
 
 
@@ -787,6 +833,12 @@ class Summary:
     prompt_tokens: int | None
     completion_tokens: int | None
     truncated: int = 0
+    text_share: float | None = None
+    """Share of the documents' characters the model saw (for a system that truncates)."""
+    requests: int | None = None
+    cut_answers: int | None = None
+    load: float | None = None
+    """Mean 1-minute load average over the row's documents."""
 
     @property
     def seconds_per_page(self) -> float:
@@ -797,6 +849,30 @@ class Summary:
 def _sum_known(values: Sequence[int | None]) -> int | None:
     known = [v for v in values if v is not None]
     return sum(known) if known else None
+
+
+def _mean_known(values: Sequence[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return sum(known) / len(known) if known else None
+
+
+def _text_share(outcomes: Sequence[Outcome]) -> float | None:
+    sent = [(o.chars_sent, o.chars) for o in outcomes if o.chars_sent is not None]
+    total = sum(chars for _, chars in sent)
+    return sum(n for n, _ in sent) / total if sent and total else None
+
+
+def notes(summary: Summary) -> str:
+    """What a reader needs to weigh a row: truncated documents, answers cut at the token budget."""
+    parts = []
+    if summary.truncated:
+        share = f", {summary.text_share:.0%} of the text seen" if summary.text_share is not None else ""
+        parts.append(f"truncated {summary.truncated}/{summary.documents}{share}")
+    if summary.cut_answers and summary.requests:
+        parts.append(f"{summary.cut_answers}/{summary.requests} answers hit max_tokens")
+    if summary.load is not None:
+        parts.append(f"load {summary.load:.1f}")
+    return "; ".join(parts)
 
 
 def summarize(ev: Evaluation, items: Sequence[Item], outcomes: Sequence[Outcome]) -> Summary:
@@ -825,6 +901,10 @@ def summarize(ev: Evaluation, items: Sequence[Item], outcomes: Sequence[Outcome]
         prompt_tokens=_sum_known([o.prompt_tokens for o in outcomes]),
         completion_tokens=_sum_known([o.completion_tokens for o in outcomes]),
         truncated=sum(o.truncated for o in outcomes),
+        text_share=_text_share(outcomes),
+        requests=_sum_known([o.requests for o in outcomes]),
+        cut_answers=_sum_known([o.cut_answers for o in outcomes]),
+        load=_mean_known([o.load for o in outcomes]),
     )
 
 
@@ -869,7 +949,6 @@ def format_table(summaries: Sequence[Summary]) -> list[str]:
     for s in summaries:
         ref = reference.get(s.dataset)
         fields = ", ".join(f"{name} {f1:.3f}" for name, f1 in s.field_f1.items())
-        notes = f"truncated {s.truncated}/{s.documents}" if s.truncated else ""
         rows.append(
             (
                 s.dataset,
@@ -883,7 +962,7 @@ def format_table(summaries: Sequence[Summary]) -> list[str]:
                 _tokens(s.completion_tokens),
                 _ratio(s.micro_f1, ref.micro_f1 if ref else None),
                 _ratio(s.seconds_per_page, ref.seconds_per_page if ref else None),
-                notes,
+                notes(s),
             )
         )
     widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(TABLE_COLUMNS)]
@@ -921,7 +1000,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=14, help="Seed of the document draw.")
     parser.add_argument("--systems", default=",".join(SYSTEMS), help="Comma-separated, from: " + ", ".join(SYSTEMS))
     parser.add_argument("--timeout", type=float, default=1800.0, help="Seconds allowed per system and document.")
-    parser.add_argument("--request-timeout", type=float, default=300.0, help="Seconds per langextract request.")
+    parser.add_argument("--request-timeout", type=float, default=600.0, help="Seconds per langextract request.")
     parser.add_argument("--predictions", type=Path, help="Write every outcome (records included) as JSON lines.")
     args = parser.parse_args(argv)
     args.systems = [s.strip() for s in args.systems.split(",") if s.strip()]
@@ -976,6 +1055,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                         predictions.flush()
         finally:
             system.close()
+        log(f"{name}: done in {time.perf_counter() - t0:.0f} s")
     if predictions:
         predictions.close()
     summaries = [summarize(ev, items, outcomes[(d, name)]) for d, items in datasets.items() for name in args.systems]
