@@ -1,7 +1,7 @@
 """Side by side with what a user would pick instead: Abstractor, llama.cpp's own JSON-schema grammar, langextract.
 
 Run: .venv/bin/python -m bench.peers [--kleister 10] [--aci 10] [--seed 14]
-         [--systems abstractor,llamacpp_grammar,langextract] [--timeout 1800] [--predictions FILE]
+         [--systems abstractor,llamacpp_grammar,langextract] [--timeout 3600] [--predictions FILE]
 
 On the same documents (Kleister-NDA train PDFs and ACI-Bench train notes, drawn with a fixed seed) and
 the same embedded GGUF, one system after another:
@@ -986,9 +986,10 @@ def progress_line(index: int, total: int, outcome: Outcome) -> str:
     status = "ok" if outcome.error is None else f"failed={outcome.error}"
     tokens = f"prompt={_tokens(outcome.prompt_tokens)} gen={_tokens(outcome.completion_tokens)}"
     cut = " truncated" if outcome.truncated else ""
+    load = f" load={outcome.load:.1f}" if outcome.load is not None else ""
     return (
         f"[{outcome.dataset} {index}/{total}] {outcome.system} {outcome.name[:16]} pages={outcome.pages} "
-        f"seconds={outcome.seconds:.1f} {tokens}{cut} {status}"
+        f"seconds={outcome.seconds:.1f} {tokens}{cut}{load} {status}"
     )
 
 
@@ -999,8 +1000,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--aci", type=int, default=10, help="ACI-Bench train notes (0: none).")
     parser.add_argument("--seed", type=int, default=14, help="Seed of the document draw.")
     parser.add_argument("--systems", default=",".join(SYSTEMS), help="Comma-separated, from: " + ", ".join(SYSTEMS))
-    parser.add_argument("--timeout", type=float, default=1800.0, help="Seconds allowed per system and document.")
-    parser.add_argument("--request-timeout", type=float, default=600.0, help="Seconds per langextract request.")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=3600.0,
+        help="Seconds allowed per system and document (generous: the machine is shared, and nice'd runs crawl).",
+    )
+    parser.add_argument("--request-timeout", type=float, default=1800.0, help="Seconds per langextract request.")
     parser.add_argument("--predictions", type=Path, help="Write every outcome (records included) as JSON lines.")
     args = parser.parse_args(argv)
     args.systems = [s.strip() for s in args.systems.split(",") if s.strip()]
