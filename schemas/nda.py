@@ -16,7 +16,7 @@ class NDA(BaseModel):
         default_factory=list,
         max_length=8,
         # Parties are defined once, in the preamble: later chunks only add signatories and defined terms.
-        json_schema_extra={"x-merge": "first"},
+        json_schema_extra={"x-merge": "first", "x-kind": "party"},
         description=(
             "The companies or people who make the agreement, named as in its opening paragraph;"
             " not signatories' titles, addresses or section headings."
@@ -27,6 +27,7 @@ class NDA(BaseModel):
     )
     jurisdiction: ShortText | None = Field(
         default=None,
+        json_schema_extra={"x-kind": "place"},
         description=(
             "State or country whose laws govern the agreement ('governed by the laws of ...');"
             " not a state of incorporation or an address."
@@ -34,5 +35,6 @@ class NDA(BaseModel):
     )
     term: ShortText | None = Field(
         default=None,
+        json_schema_extra={"x-kind": "duration"},
         description="How long the agreement lasts, as written (a number of years or months).",
     )

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import json
 import sys
-import time
-from dataclasses import replace
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from schemas.errors import SchemaError
-from schemas.registry import SchemaSpec, get_schema
+from service import cli_eval
+from service.cli_common import EXIT_FAILURE, ChunkProgress, fail, progress_bar, schema_spec
 from service.config import get_settings
 from service.logs import configure_logging
 from service.runtime import engine_from, limits_from, options_from
@@ -22,43 +20,13 @@ from workers.errors import WorkerError
 from workers.pipeline.run import extract_document
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
-
-EXIT_FAILURE = 2
+app.command("eval")(cli_eval.evaluate)
+app.command("calibrate")(cli_eval.calibrate)
 
 
 @app.callback()
 def _root() -> None:
     """Abstractor: validated, source-grounded records from clinical notes, contracts and PDFs."""
-
-
-def fail(code: str, message: str, details: dict[str, Any] | None = None) -> NoReturn:
-    """One JSON line on stderr and exit status 2: the CLI's whole error contract."""
-    error: dict[str, Any] = {"code": code, "message": message}
-    if details:
-        error["details"] = details
-    sys.stderr.write(json.dumps({"error": error}) + "\n")
-    raise typer.Exit(EXIT_FAILURE)
-
-
-def progress_bar(label: str) -> Progress:
-    """A progress bar on stderr, so stdout stays machine-readable."""
-    from rich.console import Console
-
-    return Progress(
-        TextColumn(label),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=Console(stderr=True),
-        transient=True,
-    )
-
-
-def _schema(name: str) -> SchemaSpec:
-    try:
-        return get_schema(name)
-    except SchemaError as e:
-        fail(e.code, str(e))
 
 
 @app.command()
@@ -71,104 +39,21 @@ def extract(
     """Extract one document and print `{document, schema, data, evidence, flags, model, timings}`."""
     settings = get_settings()
     configure_logging(settings.log_level)
-    spec = _schema(schema)
+    spec = schema_spec(schema)
     if not path.is_file():
         fail("not_found", f"no such file: {path}")
     try:
         doc = read_document(path, password=password, limits=limits_from(settings))
         engine = engine_from(settings)
-        with progress_bar("extracting") as bar:
-            task = bar.add_task("extract", total=None)
-            record = extract_document(
-                doc,
-                spec,
-                engine,
-                options_from(settings),
-                progress=lambda done, total: bar.update(task, completed=done, total=total),
-            )
+        line = ChunkProgress()
+        try:
+            record = extract_document(doc, spec, engine, options_from(settings), progress=line.callback)
+        finally:
+            line.close()
     except WorkerError as e:
         fail(e.code, e.message, e.details)
     record["document"]["name"] = path.name
     sys.stdout.write(json.dumps(record, indent=2 if pretty else None, ensure_ascii=False) + "\n")
-
-
-def _eval_items(directory: Path, kind: str, limit: int | None) -> list[tuple[str, Any, Any]]:
-    """(name, source, gold) triples: a PDF path for Kleister-NDA, note text for ACI-Bench."""
-    from evaluation import load_aci, load_kleister
-
-    items: list[tuple[str, Any, Any]]
-    if kind == "kleister":
-        items = [(p.name, p, gold) for p, gold in load_kleister(directory)]
-    else:
-        items = [(eid, text.encode("utf-8"), gold) for eid, text, gold in load_aci(directory)]
-    return items[:limit] if limit else items
-
-
-@app.command("eval")
-def evaluate(
-    directory: Annotated[Path, typer.Argument(help="Kleister-NDA folder (labels.tsv) or ACI-Bench folder.")],
-    schema: Annotated[str, typer.Option("--schema", "-s", help="nda for Kleister-NDA, clinical_note for ACI.")],
-    limit: Annotated[int | None, typer.Option(help="Score only the first N documents.")] = None,
-    predictions: Annotated[
-        Path | None, typer.Option(help="Write one JSON line per document (record or error) here.")
-    ] = None,
-) -> None:
-    """Score extractions against gold labels: per-field precision/recall/F1, last line `micro_f1=<x>`."""
-    from evaluation import (
-        DATASET_SCHEMA,
-        DatasetError,
-        clinical_record_to_gold_shape,
-        detect_dataset,
-        nda_record_to_labels,
-        print_report,
-        score_aci,
-        score_kleister,
-    )
-
-    settings = get_settings()
-    configure_logging(settings.log_level)
-    spec = _schema(schema)
-    try:
-        kind = detect_dataset(directory)
-    except DatasetError as e:
-        fail(e.code, str(e))
-    if DATASET_SCHEMA[kind] != spec.name:
-        fail("schema_mismatch", f"{kind} is labelled for schema {DATASET_SCHEMA[kind]!r}, not {spec.name!r}")
-    items = _eval_items(directory, kind, limit)
-    try:
-        engine = engine_from(settings)
-    except WorkerError as e:
-        fail(e.code, e.message, e.details)
-    pairs: list[tuple[Any, Any]] = []
-    errors: dict[str, int] = {}
-    out = predictions.open("w", encoding="utf-8") if predictions else None
-    started = time.perf_counter()
-    with progress_bar("evaluating") as bar:
-        task = bar.add_task("eval", total=len(items))
-        for name, source, gold in items:
-            try:
-                doc = read_document(source, limits=limits_from(settings))
-                options = replace(options_from(settings), keep_chunk_records=predictions is not None)
-                record = extract_document(doc, spec, engine, options)
-                data: dict[str, Any] | None = record["data"]
-            except WorkerError as e:  # a failed document scores as "nothing predicted", and is counted
-                errors[e.code] = errors.get(e.code, 0) + 1
-                data, record = None, {"error": e.to_dict()}
-            if kind == "kleister":
-                pairs.append((nda_record_to_labels(data) if data else [], gold))
-            else:
-                empty = dict.fromkeys(("patient_age", "patient_sex", "chief_complaint"))
-                pairs.append((clinical_record_to_gold_shape(data) if data else empty, gold))
-            if out:
-                out.write(json.dumps({"name": name, "gold": gold, **record}, ensure_ascii=False) + "\n")
-                out.flush()
-            bar.advance(task)
-    if out:
-        out.close()
-    scores = score_kleister(pairs) if kind == "kleister" else score_aci(pairs)
-    elapsed = time.perf_counter() - started
-    print(f"documents={len(items)} failed={sum(errors.values())} errors={errors} seconds={elapsed:.0f}")
-    print_report(scores, title=f"{kind} / {spec.ref} / {engine.info.model} / {engine.info.grammar_backend}")
 
 
 @app.command("schema-check")

@@ -110,6 +110,14 @@ class Settings(BaseSettings):
         default=True, description="Move values not found in the source from `data` to `rejected` (flagged)."
     )
 
+    # Confidence: per-value probabilities from calibrations (workers/pipeline/calibration.py).
+    calibration_dir: Path | None = Field(
+        default=None, description="Calibrations fitted by `abstractor calibrate`, tried before the shipped ones."
+    )
+    low_confidence_threshold: float = Field(
+        default=0.6, ge=0, le=1, description="Calibrated values below this are flagged low_confidence for review."
+    )
+
     # Chunking (tokens of document text per prompt, and overlap between neighbouring chunks).
     chunk_tokens: int = 1800
     chunk_overlap_tokens: int = 150

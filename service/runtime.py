@@ -52,6 +52,8 @@ def options_from(settings: Settings) -> PipelineOptions:
         chunk_tokens=settings.chunk_tokens,
         overlap_tokens=settings.chunk_overlap_tokens,
         reject_ungrounded=settings.reject_ungrounded,
+        calibration_dir=settings.calibration_dir,
+        low_confidence_threshold=settings.low_confidence_threshold,
     )
 
 

@@ -134,8 +134,17 @@ def _finish(
             job_id,
             data=record["data"],
             evidence=record["evidence"],
-            # The record's quality block: its flags, plus what produced it (model) and from what (shape only).
-            flags={"items": record["flags"], "model": record["model"], "document": record["document"]},
+            # The record's quality block: flags, per-value confidence and its signals, what produced it (model)
+            # and from what (shape only).
+            flags={
+                "items": record["flags"],
+                "model": record["model"],
+                "document": record["document"],
+                "confidence": record["confidence"],
+                "rejected_confidence": record["rejected_confidence"],
+                "calibration": record["calibration"],
+                "signals": record["signals"],
+            },
         )
         if not repo.transition(session, job_id, [JobStatus.RUNNING], JobStatus.SUCCEEDED, timings=record["timings"]):
             # Someone else settled the job meanwhile: roll the result back with it.

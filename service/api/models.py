@@ -62,6 +62,13 @@ class RecordOut(BaseModel):
     flags: list[dict[str, Any]]
     model: dict[str, Any] | None = None
     document: dict[str, Any] | None = None
+    confidence: dict[str, float] = Field(
+        default_factory=dict, description="Per value path: the probability that the value is right (see calibration)."
+    )
+    calibration: dict[str, Any] = Field(
+        default_factory=lambda: {"status": "uncalibrated"},
+        description='Which calibration produced `confidence`; status "uncalibrated" means a ranking only.',
+    )
 
 
 class ExtractionOut(BaseModel):

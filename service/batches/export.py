@@ -43,6 +43,8 @@ def export_row(item: BatchItem, job: Job | None, result: Result | None) -> dict[
         "data": None if result is None else result.data,
         "evidence": None if result is None else result.evidence,
         "flags": None if result is None else quality.get("items", []),
+        "confidence": None if result is None else quality.get("confidence", {}),
+        "calibration": None if result is None else (quality.get("calibration") or {}).get("status", "uncalibrated"),
     }
 
 
@@ -85,13 +87,17 @@ def flat_rows(rows: Sequence[dict[str, Any]]) -> tuple[list[str], list[dict[str,
     for row in rows:
         if isinstance(row["data"], dict):
             fields.update(dict.fromkeys(row["data"]))
-    columns = [*_FIXED, *(f"data.{f}" for f in fields), "flags"]
+    columns = [*_FIXED, *(f"data.{f}" for f in fields), "flags", "min_confidence", "confidence", "calibration"]
     out = []
     for row in rows:
         data = row["data"] if isinstance(row["data"], dict) else {}
         flat = {c: row[c] for c in _FIXED}
         flat.update({f"data.{f}": data.get(f) for f in fields})
         flat["flags"] = row["flags"]
+        scores = row.get("confidence") or {}
+        flat["min_confidence"] = min(scores.values()) if scores else None
+        flat["confidence"] = scores or None
+        flat["calibration"] = row.get("calibration")
         out.append(flat)
     return columns, out
 

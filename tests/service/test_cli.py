@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from schemas.registry import get_schema
+from tests.support.records import assert_confidence_for_every_stated_value
 from workers.documents import read_document
 
 REPO = Path(__file__).resolve().parents[2]
@@ -61,6 +62,7 @@ def test_extract_prints_a_valid_grounded_nda_record(kleister_dir: Path) -> None:
             assert page.start <= item["start"] and item["end"] <= page.end, path
     assert {"engine", "model", "sha256", "grammar_backend"} <= set(record["model"])
     assert record["timings"]["completion_tokens"] > 0
+    assert_confidence_for_every_stated_value(record)
     # Every stated value is either grounded or flagged: nothing passes silently.
     flagged = {f["path"] for f in record["flags"]}
     for key, value in record["data"].items():

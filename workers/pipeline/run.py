@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 from pydantic import BaseModel
@@ -14,14 +15,19 @@ from workers.documents.model import Document
 from workers.engines.constraints import generation_schema
 from workers.engines.protocol import Engine, GenerationRequest, GenerationResult, Message
 from workers.errors import WorkerError
+from workers.pipeline.calibration import CalibrationKey
 from workers.pipeline.chunking import Chunk, chunk_document
-from workers.pipeline.grounding import NOT_FOUND, ground_record, low_confidence_flags
+from workers.pipeline.confidence import ChunkAnswer
+from workers.pipeline.grounding import NOT_FOUND, Flag, ground_record, low_confidence_flags
 from workers.pipeline.merging import merge_records
+from workers.pipeline.plausibility import IMPLAUSIBLE, implausible
 from workers.pipeline.prompting import build_messages
+from workers.pipeline.scoring import score_record
 from workers.pipeline.screening import screen_ungrounded
 from workers.pipeline.validation import OutputError, validate_output
 
-ProgressFn = Callable[[int, int], None]
+ProgressFn = Callable[[int, int, int], None]
+"""(chunks done, chunks in all, tokens generated so far): called after each chunk."""
 
 
 class SchemaLike(Protocol):
@@ -46,6 +52,10 @@ class PipelineOptions:
     retry_factor: int = 2
     reject_ungrounded: bool = True
     keep_chunk_records: bool = False  # evaluation aid: each chunk's validated record, before merging
+    calibration_dir: Path | None = None
+    """A deployment's own calibrations (`abstractor calibrate`), tried before the shipped ones."""
+    low_confidence_threshold: float = 0.6
+    """Values whose confidence is below this are flagged `low_confidence` for a reviewer."""
     deadline: float | None = None
     """`time.monotonic()` past which no new engine call starts: the job's own time limit, which a worker
     running jobs as threads (no signal can stop a thread) enforces this way."""
@@ -95,16 +105,16 @@ def _generate_validated(
     options: PipelineOptions,
     usage: _Usage,
     first_chunk: int = 0,
-) -> list[dict[str, Any]]:
+) -> list[ChunkAnswer]:
     """Generate all chunks, then retry the failed ones once with a bigger budget; fail if any still fails."""
     _check_deadline(options)
     results = engine.generate(requests)
-    records: list[dict[str, Any] | None] = []
+    records: list[ChunkAnswer | None] = []
     failures: list[int] = []
     for i, result in enumerate(results):
         usage.add(result, first_chunk + i)
         try:
-            records.append(validate_output(result, model))
+            records.append(ChunkAnswer(result.text, result.tokens, validate_output(result, model)))
         except OutputError:
             records.append(None)
             failures.append(i)
@@ -124,7 +134,8 @@ def _generate_validated(
         )
         for i, result in zip(failures, retried, strict=True):
             usage.add(result, first_chunk + i)
-            records[i] = validate_output(result, model)  # a second failure propagates: no partial record
+            # A second failure propagates: no partial record.
+            records[i] = ChunkAnswer(result.text, result.tokens, validate_output(result, model))
     return [r for r in records if r is not None]
 
 
@@ -198,30 +209,40 @@ def extract_document(
     chunked = time.perf_counter()
     usage = _Usage()
     parts: list[tuple[dict[str, Any], list[tuple[int, int]]]] = []
+    answers: list[ChunkAnswer] = []
     # One chunk per engine call keeps the progress bar honest; engines that batch get the whole list.
     step = 1 if progress else len(requests)
     for lo in range(0, len(requests), step):
         batch = requests[lo : lo + step]
-        for record, chunk in zip(
+        for answer, chunk in zip(
             _generate_validated(engine, batch, schema.model, options, usage, first_chunk=lo),
             chunks[lo : lo + step],
             strict=True,
         ):
-            parts.append((record, [(chunk.start, chunk.end)]))
+            answers.append(answer)
+            parts.append((answer.data, [(chunk.start, chunk.end)]))
         if progress:
-            progress(min(lo + step, len(requests)), len(requests))
+            progress(min(lo + step, len(requests)), len(requests), usage.completion_tokens)
     generated = time.perf_counter()
     merged = merge_records(parts, schema.model, doc)
     evidence, flags = ground_record(merged, doc)
+    odd = implausible(merged, schema.json_schema())
+    flags = [f for f in flags if f.path not in odd]
+    flags += [Flag(path, IMPLAUSIBLE, f"The value is {reason}.") for path, reason in odd.items()]
+    remove = set(odd)
+    if options.reject_ungrounded:
+        remove |= {f.path for f in flags if f.code == NOT_FOUND}
     rejected: dict[str, Any] = {}
     data = merged
-    if options.reject_ungrounded:
-        missing = [f.path for f in flags if f.code == NOT_FOUND]
-        if missing:
-            data, rejected = screen_ungrounded(merged, missing, schema.model)
-            evidence, kept_flags = ground_record(data, doc)
-            flags = [f for f in flags if f.code == NOT_FOUND] + kept_flags
+    if remove:
+        data, rejected = screen_ungrounded(merged, sorted(remove), schema.model)
+        evidence, kept_flags = ground_record(data, doc)
+        flags = [f for f in flags if f.path in remove and f.code in (NOT_FOUND, IMPLAUSIBLE)] + kept_flags
     flags += low_confidence_flags(evidence, doc)
+    evidence_out = {path: [e.to_dict() for e in items] for path, items in evidence.items()}
+    key = CalibrationKey(schema.ref, engine.info.model_sha256, engine.info.grammar_backend)
+    scored = score_record(data, evidence_out, rejected, answers, doc, key, options.calibration_dir)
+    flags += scored.flags(options.low_confidence_threshold)
     finished = time.perf_counter()
     return {
         "document": {
@@ -236,9 +257,13 @@ def extract_document(
         },
         "schema": schema.ref,
         "data": data,
-        "evidence": {path: [e.to_dict() for e in items] for path, items in evidence.items()},
+        "evidence": evidence_out,
         "flags": [{"path": f.path, "code": f.code, "message": f.message} for f in flags],
         "rejected": rejected,
+        "confidence": scored.confidence,
+        "rejected_confidence": scored.rejected_confidence,
+        "calibration": scored.calibration,
+        "signals": {"values": scored.signals, "rejected": scored.rejected_signals},
         **({"chunk_records": [{"span": p[1][0], "data": p[0]} for p in parts]} if options.keep_chunk_records else {}),
         "model": engine.info.to_dict(),
         "timings": {

@@ -17,6 +17,20 @@ class OutputError(WorkerError):
     code = "invalid_output"
 
 
+def tidy(value: Any) -> Any:
+    """Every string trimmed, whitespace runs (no-break spaces too) made one space; a blank string is "not
+    stated" (null, or dropped from a list). Models pad values; grounding and people should not see it."""
+    if isinstance(value, str):
+        text = " ".join(value.split())
+        return text or None
+    if isinstance(value, list):
+        items = [tidy(v) for v in value]
+        return [v for v, raw in zip(items, value, strict=True) if v is not None or not isinstance(raw, str)]
+    if isinstance(value, dict):
+        return {k: tidy(v) for k, v in value.items()}
+    return value
+
+
 def validate_output(result: GenerationResult, model: type[BaseModel]) -> dict[str, Any]:
     """The validated record as plain JSON data, or `OutputError` saying why not (no values in messages)."""
     if result.finish_reason == "error":
@@ -28,7 +42,7 @@ def validate_output(result: GenerationResult, model: type[BaseModel]) -> dict[st
     except json.JSONDecodeError as e:
         raise OutputError(f"output is not JSON (line {e.lineno}, column {e.colno})", code="invalid_json") from e
     try:
-        record = model.model_validate(payload)
+        record = model.model_validate(tidy(payload))
     except ValidationError as e:
         where = sorted({".".join(str(p) for p in err["loc"]) or "<root>" for err in e.errors()})
         raise OutputError(f"output fails the schema at: {', '.join(where)}", code="validation_failed") from e

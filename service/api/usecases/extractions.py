@@ -30,6 +30,8 @@ def _extraction_out(job: Job, result: Result | None) -> ExtractionOut:
             flags=list(quality.get("items", [])),
             model=quality.get("model"),
             document=quality.get("document"),
+            confidence=quality.get("confidence") or {},
+            calibration=quality.get("calibration") or {"status": "uncalibrated"},
         )
     error = None
     if job.error_code is not None:

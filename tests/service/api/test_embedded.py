@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from tests.support.api import extract_and_wait, make_tenant, upload
+from tests.support.records import assert_confidence_for_every_stated_value
 from tests.support.servers import REPO, ServeProcess
 
 ADMIN_TOKEN = "dev-admin-token"
@@ -85,3 +86,4 @@ def test_real_embedded_model_end_to_end(tmp_path: Path, model_cache: Path) -> No
     assert job["result"]["model"]["engine"] == "llamacpp"
     assert job["model"] == job["result"]["model"]["model"]
     assert isinstance(job["result"]["data"], dict) and job["timings"]["engine_calls"] >= 1
+    assert_confidence_for_every_stated_value(job["result"])

@@ -20,6 +20,7 @@ from service.store import repositories as repo
 from service.store.models import Job, JobStatus
 from service.store.session import make_engine, make_session_factory
 from tests.support.engines import DeterministicEngine
+from tests.support.records import assert_confidence_for_every_stated_value
 from workers.errors import WorkerError
 
 
@@ -60,11 +61,17 @@ def test_batch_exports_agree_and_bad_files_are_counted(tmp_path: Path) -> None:
     assert (summary.succeeded, summary.failed, summary.waiting) == (2, 0, 0)
     rows = [json.loads(line) for line in Path(summary.exports["jsonl"]).read_text().splitlines()]
     assert {r["name"]: r["data"]["jurisdiction"] for r in rows} == {"delta.txt": "Delta", "gamma.txt": "Gamma"}
+    for row in rows:  # confidence and its calibration status travel with every exported record
+        assert_confidence_for_every_stated_value({**row, "calibration": {"status": row["calibration"]}})
     with Path(summary.exports["csv"]).open(newline="") as f:
         table = {r["name"]: r for r in csv.DictReader(f)}
     assert {n: r["data.jurisdiction"] for n, r in table.items()} == {"delta.txt": "Delta", "gamma.txt": "Gamma"}
+    for name, r in table.items():
+        scores = json.loads(r["confidence"])
+        assert float(r["min_confidence"]) == min(scores.values()) and r["calibration"] == "uncalibrated", name
     parquet = pq.read_table(summary.exports["parquet"]).to_pylist()
     assert {r["name"]: r["data.jurisdiction"] for r in parquet} == {"delta.txt": "Delta", "gamma.txt": "Gamma"}
+    assert all(r["min_confidence"] is not None for r in parquet)
 
     engine = make_engine(settings.database_url)
     try:

@@ -1,0 +1,118 @@
+"""Calibration figures, outcomes per value, fitting, and resumable predictions files."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from evaluation.calibrate import CalibrationError, fit_calibration
+from evaluation.calibration_metrics import calibration_report, coverage_at_precision, expected_calibration_error
+from evaluation.outcomes import ValueOutcome, value_outcomes
+from evaluation.runner import PredictionsError, read_predictions, run_predictions, split_of
+from workers.errors import BadInputError
+from workers.pipeline.calibration import CalibrationKey
+from workers.pipeline.confidence import ValueSignals
+
+
+def test_ece_is_zero_when_confidence_is_the_hit_rate_and_large_when_it_lies() -> None:
+    honest = [0.75] * 4
+    assert expected_calibration_error(honest, [True, True, True, False]) == pytest.approx(0.0)
+    assert expected_calibration_error([0.95] * 10, [False] * 10) == pytest.approx(0.95)
+    # Two bins, each off by 0.1, weighted by their sizes.
+    assert expected_calibration_error([0.25, 0.25, 0.85, 0.85], [False, False, True, True]) == pytest.approx(
+        0.5 * 0.25 + 0.5 * 0.15
+    )
+
+
+def test_coverage_at_95_percent_precision_accepts_the_confident_right_values_only() -> None:
+    confidence = [0.99, 0.98, 0.97, 0.96, 0.60, 0.50]
+    correct = [True, True, True, True, False, True]
+    assert coverage_at_precision(confidence, correct) == (0.96, 4 / 6)
+    # A wrong value at the top: no threshold reaches 95%, nothing may be accepted unreviewed.
+    assert coverage_at_precision([0.9, 0.8], [False, True]) == (None, 0.0)
+    # Ties are accepted or refused together.
+    assert coverage_at_precision([0.9, 0.9, 0.1], [True, False, True]) == (None, 0.0)
+
+
+def test_the_report_line_and_auroc() -> None:
+    report = calibration_report([0.9, 0.8, 0.3, 0.2], [True, True, False, False])
+    assert report.auroc == 1.0 and report.values == 4 and report.accuracy == 0.5
+    assert report.line().startswith("ece=") and "coverage_at_p95=0.5000" in report.line()
+    assert math.isnan(calibration_report([0.9], [True]).auroc)
+
+
+def test_kleister_outcomes_judge_each_value_against_the_gold_labels_once() -> None:
+    data = {"parties": ["NIKE, Inc.", "Nike Inc", "Acme"], "effective_date": "2001-04-18", "jurisdiction": "Oregon"}
+    gold = ["party=Nike_Inc.", "effective_date=2001-04-18", "jurisdiction=Washington"]
+    record = {"data": data, "confidence": {"parties.0": 0.9}, "signals": {"values": {}}}
+    out = {o.path: o.correct for o in value_outcomes("kleister", "d", record, gold)}
+    # The second spelling of Nike matches a gold label already used: a duplicate is wrong.
+    assert out == {
+        "effective_date": True,
+        "jurisdiction": False,
+        "parties.0": True,
+        "parties.1": False,
+        "parties.2": False,
+    }
+
+
+def test_aci_outcomes_score_only_the_labelled_fields() -> None:
+    data = {"patient_age": 58, "patient_sex": "Male", "chief_complaint": "cough", "diagnoses": ["bronchitis"]}
+    gold = {"patient_age": 58, "patient_sex": "female", "chief_complaint": None}
+    out = {o.path: o.correct for o in value_outcomes("aci", "n", {"data": data}, gold)}
+    assert out == {"patient_age": True, "patient_sex": False, "chief_complaint": False}
+
+
+def _outcome(i: int, correct: bool, lp: float) -> ValueOutcome:
+    signals = ValueSignals("parties" if i % 2 else "term", bool(i % 2), lp, lp, "exact", 1.0, 1, 1.0)
+    return ValueOutcome(f"d{i}", "term", signals.field, correct, None, signals.to_dict())
+
+
+def test_fitting_learns_that_low_log_probabilities_mean_wrong_values() -> None:
+    outcomes = [_outcome(i, correct=i % 3 != 0, lp=-0.05 if i % 3 else -3.0) for i in range(60)]
+    key = CalibrationKey("nda@1", "ab" * 32, "llguidance")
+    calibration = fit_calibration(outcomes, key, fitted_on={"dataset": "synthetic"})
+    sure = ValueSignals("term", False, -0.05, -0.05, "exact", 1.0, 1, 1.0)
+    unsure = ValueSignals("term", False, -3.0, -3.0, "exact", 1.0, 1, 1.0)
+    assert calibration.probability(sure) > 0.8 > 0.2 > calibration.probability(unsure)
+    assert calibration.fitted_on["values"] == 60 and calibration.fitted_on["right"] == 40
+    with pytest.raises(CalibrationError, match="at least"):
+        fit_calibration(outcomes[:5], key, fitted_on={})
+    with pytest.raises(CalibrationError, match="every labelled value"):
+        fit_calibration([_outcome(i, True, -0.1) for i in range(30)], key, fitted_on={})
+
+
+def test_the_split_is_fixed_by_name_and_cuts_a_set_roughly_in_half() -> None:
+    names = [f"doc{i}.pdf" for i in range(200)]
+    fit = [n for n in names if split_of(n) == "fit"]
+    assert 70 < len(fit) < 130
+    assert [split_of(n) for n in names] == [split_of(n) for n in names]
+
+
+def test_a_cut_run_resumes_only_the_missing_documents_and_drops_a_torn_line(tmp_path: Path) -> None:
+    path = tmp_path / "predictions.jsonl"
+    run = {"schema": "nda@1", "model": "m", "backend": "b"}
+    with path.open("w") as f:
+        f.write(json.dumps({"name": "a", "gold": [], "run": run, "data": {"x": 1}}) + "\n")
+        f.write('{"name": "b", "gold": [], "run"')  # the process was killed while writing b
+    ran: list[str] = []
+
+    def extract(source: Any) -> dict[str, Any]:
+        ran.append(source)
+        if source == "c":
+            raise BadInputError("unreadable", code="invalid_pdf")
+        return {"data": {"x": source}}
+
+    items = [("a", "a", []), ("b", "b", []), ("c", "c", [])]
+    results = list(run_predictions(items, extract, path=path, expect=run))
+    assert ran == ["b", "c"]
+    assert [fresh for _, fresh in results] == [False, True, True]
+    assert results[2][0].record is None and results[2][0].line["error"]["code"] == "invalid_pdf"
+    assert set(read_predictions(path)) == {"a", "b", "c"}
+    assert list(run_predictions(items, extract, path=path, expect=run)) and ran == ["b", "c"]  # nothing new ran
+    with pytest.raises(PredictionsError, match="another run"):
+        list(run_predictions(items, extract, path=path, expect={**run, "model": "other"}))
