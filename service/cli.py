@@ -1,4 +1,5 @@
-"""The `abstractor` command: extract, evaluate, check JSON Schemas, serve the REST API, migrate the store."""
+"""The `abstractor` command: extract, evaluate, check JSON Schemas, serve the REST API, migrate the store,
+anchor and verify the audit trail."""
 
 from __future__ import annotations
 
@@ -127,6 +128,7 @@ def run_cli_batch(
     tenant: str = "local",
     wait: bool = True,
     retry_failed: bool = False,
+    follow_symlinks: bool = False,
     engine: Any = None,
 ) -> None:
     """The body of `abstractor batch` (tests call it with a deterministic `engine` from a wrapper script)."""
@@ -149,6 +151,7 @@ def run_cli_batch(
                 wait=wait,
                 retry=retry_failed,
                 progress=lambda done, total: bar.update(task, completed=done, total=total),
+                follow_symlinks=follow_symlinks,
             )
     except KeyboardInterrupt:
         # The manifest and every finished job are committed; the job that was running is requeued on restart.
@@ -161,6 +164,8 @@ def run_cli_batch(
         fail(e.code, str(e))
     except (StoreError, WorkerError) as e:
         fail(e.code, e.message, e.details)
+    if summary.skipped_symlinks:  # one line, counts only (the links' names are the archive's)
+        sys.stderr.write(json.dumps({"warning": summary.symlinks_warning()}) + "\n")
     sys.stdout.write(json.dumps(vars(summary)) + "\n")
 
 
@@ -174,6 +179,9 @@ def batch(
     tenant: Annotated[str, typer.Option(help="Tenant the documents and jobs belong to (created if new).")] = "local",
     wait: Annotated[bool, typer.Option(help="With a broker: wait for the workers, then export.")] = True,
     retry_failed: Annotated[bool, typer.Option(help="Queue this batch's failed documents again.")] = False,
+    follow_symlinks: Annotated[
+        bool, typer.Option(help="Read symlinks that lead out of the folder (skipped and counted by default).")
+    ] = False,
 ) -> None:
     """Extract every document of an archive: deduplicated by sha256, resumable, exported as JSONL/CSV/Parquet.
 
@@ -181,7 +189,9 @@ def batch(
     with it, it only enqueues and polls. Run the same command again after an interruption: documents
     already extracted with this schema and model are not extracted again. Last stdout line: a JSON summary.
     """
-    run_cli_batch(source, schema, out=out, tenant=tenant, wait=wait, retry_failed=retry_failed)
+    run_cli_batch(
+        source, schema, out=out, tenant=tenant, wait=wait, retry_failed=retry_failed, follow_symlinks=follow_symlinks
+    )
 
 
 @app.command()
@@ -249,6 +259,45 @@ def worker(
         run_worker(get_settings(), concurrency=concurrency, pool=pool)
     except (StoreError, WorkerError) as e:
         fail(e.code, e.message, e.details)
+
+
+audit_app = typer.Typer(no_args_is_help=True, help="Anchor and verify the hash-chained audit trail.")
+app.add_typer(audit_app, name="audit")
+EXIT_CHAIN_BROKEN = 1
+
+
+@audit_app.command("anchor")
+def audit_anchor(
+    out: Annotated[Path | None, typer.Option(help="Also write the anchor (one JSON line) to this file.")] = None,
+) -> None:
+    """Print the chain's head `{seq, hash, taken_at}`: keep it outside the database, for `audit verify --anchor`."""
+    from service.processes.audit import take_anchor
+    from service.store.errors import StoreError
+
+    try:
+        line = take_anchor(get_settings(), out)
+    except StoreError as e:
+        fail(e.code, e.message, e.details)
+    except OSError as e:
+        fail("io_error", f"cannot write the anchor file: {e.strerror}")
+    sys.stdout.write(json.dumps(line) + "\n")
+
+
+@audit_app.command("verify")
+def audit_verify(
+    anchor: Annotated[Path | None, typer.Option(help="An anchor written earlier by `audit anchor`.")] = None,
+) -> None:
+    """Walk the chain: exit 0 when intact (and reaching the anchor), 1 when broken, 2 on errors; one JSON line."""
+    from service.processes.audit import report_json, verify
+    from service.store.errors import StoreError
+
+    try:
+        report = verify(get_settings(), anchor)
+    except StoreError as e:
+        fail(e.code, e.message, e.details)
+    sys.stdout.write(json.dumps(report_json(report, anchor)) + "\n")
+    if not report.ok:
+        raise typer.Exit(EXIT_CHAIN_BROKEN)
 
 
 def main() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from functools import lru_cache
 from pathlib import Path
@@ -15,6 +16,11 @@ _PLACEHOLDERS = frozenset(
     {"", "admin", "changeme", "change-me", "change_me", "secret", "password", "token", "test", "xxx",
      "replace-me", "replaceme", "todo", "none", "null", "default"}
 )  # fmt: skip
+
+
+def sqlite_url(path: Path) -> str:
+    """The SQLAlchemy URL of an SQLite file (relative paths stay relative to the working directory)."""
+    return f"sqlite:///{path}"
 
 
 def is_placeholder_secret(value: str) -> bool:
@@ -34,18 +40,22 @@ class Settings(BaseSettings):
 
     environment: Literal["development", "test", "production"] = "development"
     log_level: str = "INFO"
-    data_dir: Path = Field(default=Path("var"), description="Embedded store, model cache and blobs.")
+    data_dir: Path = Field(
+        default=Path("var"),
+        description="Embedded store, model cache, blobs and upload temp files (created 0700, files 0600).",
+    )
 
     # Store: SQLite file for the embedded default, Postgres (psycopg 3) in production.
     database_url: str = Field(
-        default="sqlite:///var/abstractor.db",
-        description="e.g. postgresql+psycopg://user@host:5432/abstractor",
+        default="",
+        description="e.g. postgresql+psycopg://user@host:5432/abstractor; default: DATA_DIR/abstractor.db (SQLite).",
     )
     database_app_role: str = Field(
         default="abstractor_app", description="Postgres role that may only INSERT/SELECT the audit trail."
     )
     blob_dir: Path | None = Field(
-        default=None, description="Keep document bytes here; None keeps them in the database."
+        default=None,
+        description="Keep document bytes here (a relative path is under DATA_DIR); None keeps them in the database.",
     )
     outbox_lease_s: float = 60.0
 
@@ -131,6 +141,41 @@ class Settings(BaseSettings):
         description="Redis URL of the Celery broker (readiness pings it); None in embedded mode.",
     )
 
+    # The HTTP front door (service/api/server.py, service/api/guard.py): what one client may hold or send.
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["localhost", "127.0.0.1", "::1"],
+        description="Host header values served (comma-separated; `*.example.org`, a CIDR or `*` allowed); others: 400.",
+    )
+    forwarded_allow_ips: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Proxies whose X-Forwarded-For/-Proto are believed (comma-separated); none by default.",
+    )
+    max_json_body_bytes: int = Field(
+        default=1024 * 1024, ge=1024, description="Larger non-upload request bodies are refused (413) unread."
+    )
+    http_header_timeout_s: float = Field(
+        default=10.0, gt=0, description="A request's line and headers must arrive within this (else 408)."
+    )
+    http_body_timeout_s: float = Field(
+        default=300.0, gt=0, description="A request's whole body must arrive within this (else 408)."
+    )
+    http_body_idle_timeout_s: float = Field(
+        default=30.0, gt=0, description="A request body that sends nothing for this long is cut (408)."
+    )
+    http_keep_alive_s: int = Field(default=5, ge=1, description="An idle keep-alive connection is closed after this.")
+    http_max_connections: int = Field(
+        default=512, ge=1, description="Open connections served at once; more are answered 503 and closed."
+    )
+    http_max_header_bytes: int = Field(
+        default=16 * 1024, ge=1024, description="A request line plus headers larger than this is refused (431)."
+    )
+    auth_failure_limit: int = Field(
+        default=20, ge=1, description="Failed authentications per client address and window before 429."
+    )
+    auth_failure_window_s: float = Field(
+        default=60.0, gt=0, description="The window of auth_failure_limit; audited as one row per client and window."
+    )
+
     # Queue (Celery on Redis, workers/celery_app.py) and its repair crew (service/jobs/relay.py).
     worker_pool: Literal["auto", "threads", "prefork"] = Field(
         default="auto",
@@ -159,6 +204,15 @@ class Settings(BaseSettings):
     )
 
     @model_validator(mode="after")
+    def _place_files_under_data_dir(self) -> Self:
+        # The embedded store and relative blob folders follow DATA_DIR instead of the working directory.
+        if not self.database_url:
+            self.database_url = sqlite_url(self.data_dir / "abstractor.db")
+        if self.blob_dir is not None and not self.blob_dir.is_absolute():
+            self.blob_dir = self.data_dir / self.blob_dir
+        return self
+
+    @model_validator(mode="after")
     def _check_queue_limits(self) -> Self:
         # Redis must not hand a message to a second worker while the first may still be running it.
         if self.task_soft_time_limit_s >= self.task_time_limit_s:
@@ -181,7 +235,15 @@ class Settings(BaseSettings):
         default=5.0, gt=0, description="Wait before the first retry; doubled each time, capped at an hour."
     )
 
-    @field_validator("webhook_allow_hosts", mode="before")
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _check_allowed_hosts(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            if "/" in entry:
+                ipaddress.ip_network(entry.strip(), strict=False)  # ValueError: not a CIDR
+        return value
+
+    @field_validator("webhook_allow_hosts", "allowed_hosts", "forwarded_allow_ips", mode="before")
     @classmethod
     def _split_allow_hosts(cls, value: object) -> object:
         # `a,b` or a JSON list, from the environment; a list from code.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from service.config import Settings
 from service.jobs.identity import model_ref
+from service.store.files import private_dir
 from workers.documents.model import LimitsSpec, OcrSpec
 from workers.engines.factory import build_engine
 from workers.engines.protocol import Engine
@@ -58,7 +59,9 @@ def options_from(settings: Settings) -> PipelineOptions:
 
 
 def engine_from(settings: Settings) -> Engine:
-    """The configured engine (loading a model takes a few seconds)."""
+    """The configured engine (loading a model takes a few seconds); the model cache folder is made 0700."""
+    if settings.engine == "llamacpp":
+        private_dir(settings.data_dir / "models")
     return build_engine(
         settings.engine,
         grammar_backend=settings.grammar_backend,

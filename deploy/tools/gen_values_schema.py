@@ -107,6 +107,8 @@ def schema() -> dict[str, Any]:
             "config": obj(
                 environment={"enum": ["production", "test", "development"]},
                 logLevel={"enum": ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]},
+                # Host header values (names, `*.suffix`, addresses, CIDRs) added to ABSTRACTOR_ALLOWED_HOSTS.
+                allowedHosts={"type": "array", "items": {"type": "string", "pattern": r"^[A-Za-z0-9*.:/\[\]-]+$"}},
                 extraEnv={
                     "type": "object",
                     "propertyNames": {"pattern": "^[A-Z_][A-Z0-9_]*$", "not": {"enum": SECRET_ENV}},

@@ -11,8 +11,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from service.api.context import ApiContext, Background
 from service.api.errors import install_error_handlers
+from service.api.guard import HttpGuard
 from service.api.observability import Metrics, RequestContextMiddleware, quiet_content_loggers
 from service.api.routers import admin, batches, documents, extractions, health, schemas
+from service.api.throttle import AuthThrottle
+from service.api.usecases.auth import flush_auth_failures
 from service.api.usecases.health import job_counts
 from service.config import Settings
 from service.jobs.identity import model_ref
@@ -49,6 +52,7 @@ def create_app(
         model=model_name,
         backend=backend,
         tmp_dir=settings.data_dir / "tmp" / "uploads",
+        auth_throttle=AuthThrottle(settings.auth_failure_limit, settings.auth_failure_window_s),
         background=background,
     )
     ctx.metrics.watch_job_counts(lambda: job_counts(ctx))
@@ -65,6 +69,7 @@ def create_app(
         try:
             yield
         finally:
+            flush_auth_failures(ctx, everything=True)  # the open windows' counts, audited before we go
             if deliverer is not None:
                 deliverer.stop()
             if background is not None:
@@ -79,9 +84,19 @@ def create_app(
         version=API_VERSION,
         description="Validated, source-grounded records from clinical notes, contracts and PDFs.",
         lifespan=lifespan,
+        # No redirect from /v1/x/ to /v1/x: Starlette builds its Location from the Host header.
+        redirect_slashes=False,
     )
     app.state.ctx = ctx
     install_error_handlers(app)
+    # Outermost last: request ids and the access log first, then the Host, size and pace checks.
+    app.add_middleware(
+        HttpGuard,
+        allowed_hosts=settings.allowed_hosts,
+        max_body_bytes=settings.max_json_body_bytes,
+        body_timeout_s=settings.http_body_timeout_s,
+        body_idle_timeout_s=settings.http_body_idle_timeout_s,
+    )
     app.add_middleware(RequestContextMiddleware, metrics=ctx.metrics)
     for router in (
         documents.router,

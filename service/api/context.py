@@ -10,6 +10,7 @@ from typing import Protocol
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.api.observability import Metrics
+from service.api.throttle import AuthThrottle
 from service.config import Settings
 
 
@@ -39,6 +40,7 @@ class ApiContext:
     model: str
     backend: str
     tmp_dir: Path
+    auth_throttle: AuthThrottle
     background: Background | None = None
 
 

@@ -2,8 +2,11 @@
 every exception root (ours, the store's, the workers', the service's, the schemas', the framework's) to a
 status. Every root but the schemas' and the framework's derives from `workers.errors.AbstractorError`.
 
-Messages and details carry ids, codes, limits and JSON paths only: never request bodies, document
-text or extracted values (FastAPI's validation errors echo the input; we drop it).
+What a response says is decided in `service/api/messages.py`, never by an exception's text: a fixed
+message per code (or status), details limited to listed keys with numbers and identifiers, and
+validation errors located by the API's own field names. Exception messages stay in the process (the
+CLI prints them; the API logs only codes), since they may quote the request: a schema's name, a tenant's
+JSON Schema, a grammar backend's report on it (FastAPI's validation errors echo the input; we drop it).
 """
 
 from __future__ import annotations
@@ -19,6 +22,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from schemas.errors import SchemaError
+from service.api.messages import NOT_FOUND_MESSAGE as NOT_FOUND_MESSAGE  # re-exported: the one 404 message
+from service.api.messages import (
+    field_names,
+    public_code,
+    public_details,
+    public_message,
+    validation_errors,
+)
 from service.errors import ServiceError
 from service.store.errors import (
     BadInputStoreError,
@@ -102,24 +113,28 @@ class UnprocessableError(ApiError):
     code = "unprocessable"
 
 
-NOT_FOUND_MESSAGE = "no such resource"
-"""The one message for unknown and foreign ids alike."""
+class TooManyRequestsError(ApiError):
+    """The caller is throttled (failed authentications from its address); `Retry-After` says for how long."""
+
+    status_code = 429
+    code = "too_many_requests"
 
 
-def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The one error shape."""
-    return {"error": {"code": code, "message": message, "details": details or {}}}
+def error_body(status: int, code: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The one error shape, in our words only: the code, its fixed message, the details that are ours."""
+    code = public_code(code)
+    return {"error": {"code": code, "message": public_message(status, code), "details": public_details(details)}}
 
 
 def error_response(
     status: int,
     code: str,
-    message: str,
     details: dict[str, Any] | None = None,
     headers: dict[str, str] | None = None,
+    body: dict[str, Any] | None = None,
 ) -> JSONResponse:
-    """A JSON error response in the one shape."""
-    return JSONResponse(error_body(code, message, details), status_code=status, headers=headers)
+    """A JSON error response in the one shape (`body`: one already made by `error_body`)."""
+    return JSONResponse(body or error_body(status, code, details), status_code=status, headers=headers)
 
 
 _DOCUMENT_STATUS = {"unsupported_media_type": 415, "too_large": 413}
@@ -158,29 +173,26 @@ def classify(exc: BaseException) -> tuple[int, str, str, dict[str, Any]]:
     return 500, "internal_error", "internal error", {}
 
 
-def _validation_details(exc: RequestValidationError) -> dict[str, Any]:
-    # Location, message and type only: `input` and `ctx` would echo the caller's data back and to logs.
-    errors = [
-        {
-            "loc": [str(p) for p in e.get("loc", ())],
-            "msg": str(e.get("msg", "")),
-            "type": str(e.get("type", "")),
-        }
-        for e in exc.errors()[:20]
-    ]
-    return {"errors": errors}
+def _our_field_names(request: Request) -> frozenset[str]:
+    app = request.app
+    names: frozenset[str] | None = getattr(app.state, "field_names", None)
+    if names is None:
+        names = field_names(app.openapi())
+        app.state.field_names = names
+    return names
 
 
 async def _api_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ApiError)
-    return error_response(exc.status_code, exc.code, exc.message, exc.details, exc.headers)
+    return error_response(exc.status_code, exc.code, exc.details, exc.headers)
 
 
-async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    return error_response(
-        422, "validation_error", "the request does not match the API schema", _validation_details(exc)
-    )
+    # Location (our field names only), our message and the type: `input` and `ctx` would echo the caller's data.
+    body = error_body(422, "validation_error")
+    body["error"]["details"] = {"errors": validation_errors(exc.errors(), _our_field_names(request))}
+    return error_response(422, "validation_error", body=body)
 
 
 async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
@@ -190,16 +202,15 @@ async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
     except ValueError:
         phrase = "error"
     code = _HTTP_CODES.get(exc.status_code) or phrase.lower().replace(" ", "_").replace("-", "_")
-    message = NOT_FOUND_MESSAGE if exc.status_code == 404 else phrase
     headers = dict(exc.headers or {})
     if exc.status_code == 405:
         # Starlette names only the first matching route's methods; a path served by several routes
         # (GET and POST /v1/schemas) must list them all.
         headers["Allow"] = ", ".join(_allowed_methods(_request))
-    return error_response(exc.status_code, code, message, {}, headers)
+    return error_response(exc.status_code, code, {}, headers)
 
 
-_HTTP_CODES = {400: "invalid_body"}
+_HTTP_CODES = {400: "invalid_body", 404: "not_found", 405: "method_not_allowed", 408: "request_timeout"}
 
 
 def _allowed_methods(request: Request) -> list[str]:
@@ -213,10 +224,10 @@ def _allowed_methods(request: Request) -> list[str]:
 
 
 async def _domain_error(_request: Request, exc: Exception) -> JSONResponse:
-    status, code, message, details = classify(exc)
+    status, code, _message, details = classify(exc)
     if status >= 500:
         log.error("request failed", extra={"error_code": code, "exc_type": type(exc).__name__})
-    return error_response(status, code, message, details)
+    return error_response(status, code, details)
 
 
 def install_error_handlers(app: FastAPI) -> None:

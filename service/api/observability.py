@@ -177,11 +177,11 @@ class RequestContextMiddleware:
         try:
             await self.app(scope, receive, send_wrapper)
         except Exception as exc:
-            status, code, message, details = classify(exc)
+            status, code, _message, details = classify(exc)
             log.error("unhandled error", extra={"error_code": code, "exc_type": type(exc).__name__})
             if response_started:
                 raise
-            await _send_json(send_wrapper, status, error_body(code, message, details))
+            await _send_json(send_wrapper, status, error_body(status, code, details))
         finally:
             elapsed = time.perf_counter() - started
             route = scope.get("route")

@@ -23,6 +23,7 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import ClientDisconnect, Request
 
 from service.api.errors import ApiError, PayloadTooLargeError, UnprocessableError, UnsupportedMediaTypeError
+from service.store.files import private_dir
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,7 @@ class _Parts:
         self._headers: dict[bytes, bytes] = {}
         self._current_is_file = False
         self._done_with_file = False
+        self.ended = False
 
     def callbacks(self) -> dict[str, Callable[..., None]]:
         return {
@@ -77,6 +79,7 @@ class _Parts:
             "on_headers_finished": self._headers_finished,
             "on_part_data": self._part_data,
             "on_part_end": self._part_end,
+            "on_end": self._end,
         }
 
     def _part_begin(self) -> None:
@@ -118,6 +121,10 @@ class _Parts:
             self._current_is_file = False
             self._done_with_file = True
 
+    def _end(self) -> None:
+        # Only the closing boundary (`--boundary--`) ends the body; python-multipart's finalize() checks nothing.
+        self.ended = True
+
 
 def _too_large(max_bytes: int) -> PayloadTooLargeError:
     return PayloadTooLargeError(
@@ -137,8 +144,8 @@ async def spool_upload(
 ) -> AsyncIterator[SpooledUpload]:
     """Read a `multipart/form-data` body with a `file` part into a temporary file, within `max_bytes`.
 
-    Raises 413 (too large), 415 (not multipart) or 422 (no `file` part, broken framing). The file is
-    deleted when the block exits.
+    Raises 413 (too large), 415 (not multipart), 400 (`truncated_upload`: no closing boundary) or 422
+    (no `file` part, broken framing). The file is deleted when the block exits.
     """
     content_type, options = parse_options_header(request.headers.get("content-type"))
     if content_type != b"multipart/form-data":
@@ -156,7 +163,7 @@ async def spool_upload(
         # Refused on the header alone: not one body byte read.
         raise _too_large(max_bytes)
 
-    tmp_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    private_dir(tmp_dir)
     fd, name = tempfile.mkstemp(prefix="upload-", dir=tmp_dir)
     path = Path(name)
     bytes_read = 0
@@ -184,6 +191,15 @@ async def spool_upload(
                 raise UnprocessableError(
                     "the multipart body is malformed", code="invalid_multipart", details={"reason": type(e).__name__}
                 ) from e
+        if not parts.ended:
+            # The body stopped inside a part (or before the closing boundary): what arrived may be any prefix
+            # of the document, so nothing of it is kept.
+            raise ApiError(
+                "the multipart body ends before its closing boundary",
+                code="truncated_upload",
+                status_code=400,
+                details={"bytes_read": bytes_read},
+            )
         if not parts.found:
             raise UnprocessableError(
                 f"the multipart body has no '{FILE_FIELD}' part", code="missing_file", details={"field": FILE_FIELD}

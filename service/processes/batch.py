@@ -63,6 +63,7 @@ class BatchSummary:
     documents: int
     duplicates: int
     rejected: dict[str, int] = field(default_factory=dict)
+    skipped_symlinks: int = 0
     already_done: int = 0
     new_jobs: int = 0
     requeued: int = 0
@@ -72,6 +73,14 @@ class BatchSummary:
     waiting: int = 0
     exports: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
+
+    def symlinks_warning(self) -> dict[str, object]:
+        """The stderr warning of skipped symlinks: a code and the count, never a path."""
+        return {
+            "code": "symlinks_skipped",
+            "message": "symlinks leading out of the source were skipped; --follow-symlinks reads them",
+            "details": {"skipped_symlinks": self.skipped_symlinks},
+        }
 
 
 ProgressFn = Callable[[int, int], None]
@@ -93,10 +102,16 @@ def prepare_batch(
     *,
     model: ModelRef,
     tenant: str = DEFAULT_TENANT,
+    follow_symlinks: bool = False,
 ) -> tuple[Batch, BatchSummary]:
-    """Walk and hash the source, store new documents, and enqueue every distinct one in the batch manifest."""
+    """Walk and hash the source, store new documents, and enqueue every distinct one in the batch manifest.
+
+    Symlinks leading out of the source are skipped and counted (`skipped_symlinks`) unless `follow_symlinks`.
+    """
     started = time.perf_counter()
-    key, files = discover(source)
+    key, files, skipped_symlinks = discover(source, follow_symlinks=follow_symlinks)
+    if skipped_symlinks:
+        log.warning("batch symlinks skipped", extra={"skipped_symlinks": skipped_symlinks})
     if not files:
         raise BatchError(f"no documents found in {source}", code="not_found")
     groups = group_by_content(files)
@@ -126,6 +141,7 @@ def prepare_batch(
         files=len(files),
         documents=0,
         duplicates=len(files) - len(groups),
+        skipped_symlinks=skipped_symlinks,
     )
     for sha256, paths in groups.items():
         try:
@@ -220,6 +236,7 @@ def run_batch(
     retry: bool = False,
     progress: ProgressFn | None = None,
     session_factory: sessionmaker[Session] | None = None,
+    follow_symlinks: bool = False,
 ) -> BatchSummary:
     """`abstractor batch`: migrate, prepare (walk, dedupe, enqueue), run or wait, export; resumable.
 
@@ -233,7 +250,9 @@ def run_batch(
         session_factory = make_session_factory(make_engine(settings.database_url, hide_parameters=True))
     try:
         model = engine_ref(engine.info) if engine is not None else model_ref(settings)
-        batch, summary = prepare_batch(session_factory, settings, source, schema, model=model, tenant=tenant)
+        batch, summary = prepare_batch(
+            session_factory, settings, source, schema, model=model, tenant=tenant, follow_symlinks=follow_symlinks
+        )
         if retry:
             with session_factory.begin() as session:
                 summary.retried = retry_failed(session, batch.id)

@@ -14,12 +14,12 @@ import threading
 import time
 import uuid
 
-import uvicorn
 from fastapi import FastAPI
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.api import create_app
 from service.api.observability import Metrics, configure_api_logging, job_id_var
+from service.api.server import serve_app
 from service.background import PollingThread
 from service.config import Settings
 from service.jobs.identity import engine_ref
@@ -132,5 +132,5 @@ def serve(host: str, port: int, settings: Settings, *, engine: Engine | None = N
     run_migrations(settings.database_url, app_role=settings.database_app_role)
     app = build_embedded_app(settings, engine=engine)
     log.info("serving", extra={"host": host, "port": port})
-    # log_config=None keeps our JSON logging; our middleware writes the access log (with request ids).
-    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
+    # service/api/server.py: our logging, and the front door's timeouts and limits from the settings.
+    serve_app(settings, app, host=host, port=port)

@@ -14,12 +14,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-import uvicorn
 from fastapi import FastAPI
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.api import create_app
 from service.api.observability import configure_api_logging
+from service.api.server import serve_app
 from service.config import Settings
 from service.jobs.relay import CeleryPublisher, Relay
 from service.runtime import engine_from, limits_from, options_from
@@ -86,8 +86,8 @@ def serve_api(host: str, port: int, settings: Settings) -> None:
     configure_api_logging(settings.log_level)
     app = build_api_app(settings)
     log.info("serving", extra={"host": host, "port": port, "relay": settings.broker_url is not None})
-    # log_config=None keeps our JSON logging; our middleware writes the access log (with request ids).
-    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
+    # service/api/server.py: our logging, and the front door's timeouts and limits from the settings.
+    serve_app(settings, app, host=host, port=port)
 
 
 def run_relay(settings: Settings) -> None:

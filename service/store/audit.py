@@ -24,7 +24,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from service.store.errors import AuditDetailsError
+from service.store.errors import AnchorError, AuditDetailsError
 from service.store.models import GENESIS_HASH, AuditEvent, AuditOutcome, utcnow
 
 # One chain for the whole database: every writer serialises on this key until it commits, so
@@ -44,12 +44,31 @@ _CONTENT_SUFFIXES = ("_text", "_content", "_value", "_values", "_snippet", "_exc
 Scalar = str | int | bool | None
 
 
+_HASH = re.compile(r"^[0-9a-f]{64}$")
+
+
 @dataclass(frozen=True)
 class ChainAnchor:
     """A (seq, hash) pair noted outside the database, so that truncating the tail is detectable too."""
 
     seq: int
     hash: str
+
+    def to_json(self) -> dict[str, Any]:
+        """What `abstractor audit anchor` writes: `{"seq", "hash"}` (seq 0 and the genesis hash: an empty chain)."""
+        return {"seq": self.seq, "hash": self.hash}
+
+    @classmethod
+    def from_json(cls, value: object) -> ChainAnchor:
+        """An anchor read back; `AnchorError` unless it is `{"seq": <int >= 0>, "hash": <64 hex digits>}`."""
+        if not isinstance(value, Mapping):
+            raise AnchorError("an audit anchor is a JSON object with seq and hash")
+        seq, digest = value.get("seq"), value.get("hash")
+        if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
+            raise AnchorError("the anchor's seq must be a non-negative integer")
+        if not isinstance(digest, str) or not _HASH.fullmatch(digest):
+            raise AnchorError("the anchor's hash must be 64 lowercase hex digits")
+        return cls(seq=seq, hash=digest)
 
 
 @dataclass(frozen=True)
@@ -223,7 +242,17 @@ def list_events(
 
 
 def verify_chain(session: Session, *, anchor: ChainAnchor | None = None, batch_size: int = 1000) -> VerifyReport:
-    """Walk the chain in seq order; report the first edited, missing or reordered event."""
+    """Walk the chain in seq order; report the first edited, missing or reordered event.
+
+    With an `anchor` noted earlier, also a chain that no longer reaches it (its newest events deleted) or
+    whose event at the anchor's seq has another hash (the chain rewritten and its hashes recomputed).
+    """
+    if anchor is not None and anchor.seq == 0:
+        if anchor.hash != GENESIS_HASH:
+            return VerifyReport(
+                ok=False, checked=0, first_bad_seq=0, reason="an anchor at seq 0 must hold the genesis hash"
+            )
+        anchor = None  # taken from an empty chain: every chain reaches it
     columns = AuditEvent.__table__.c
     rows = session.execute(
         select(*columns).order_by(columns.seq).execution_options(yield_per=batch_size, stream_results=True)

@@ -13,6 +13,7 @@ import uuid
 from pathlib import Path
 
 from service.store.errors import IntegrityCheckError, StoreConfigError
+from service.store.files import private_dir
 
 
 def blob_relpath(tenant_id: uuid.UUID, sha256: str) -> str:
@@ -35,7 +36,7 @@ def write_blob(blob_dir: Path, relpath: str, content: bytes) -> None:
     if path.is_file() and path.stat().st_size == len(content):
         return
     try:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        private_dir(path.parent)
         tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:

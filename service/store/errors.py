@@ -43,6 +43,12 @@ class AuditDetailsError(BadInputStoreError):
     code = "audit_details_rejected"
 
 
+class AnchorError(BadInputStoreError):
+    """An audit anchor file that is not `{"seq": <int>, "hash": <64 hex digits>}`."""
+
+    code = "invalid_anchor"
+
+
 class IntegrityCheckError(StoreError):
     """Stored bytes no longer match their recorded sha256: the blob store was altered or damaged."""
 

@@ -17,11 +17,13 @@ from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.store.errors import StoreConfigError
+from service.store.files import private_sqlite
 
 DEFAULT_DATABASE_URL = "sqlite:///var/abstractor.db"
-"""The embedded default; mirrors the `database_url` default wanted in `service.config.Settings`."""
+"""The embedded default with the default data folder; `service.config.Settings` derives it from `data_dir`."""
 
 DATABASE_URL_ENV = "ABSTRACTOR_DATABASE_URL"
+DATA_DIR_ENV = "ABSTRACTOR_DATA_DIR"
 APP_ROLE_ENV = "ABSTRACTOR_DATABASE_APP_ROLE"
 DEFAULT_APP_ROLE = "abstractor_app"
 """The non-superuser Postgres role the migrations grant to (append-only on audit_events)."""
@@ -32,8 +34,11 @@ _ROLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
 def database_url(explicit: str | None = None) -> str:
-    """The URL to use: the argument, else `ABSTRACTOR_DATABASE_URL`, else the embedded SQLite file."""
-    return explicit or os.environ.get(DATABASE_URL_ENV) or DEFAULT_DATABASE_URL
+    """The URL to use: the argument, else `ABSTRACTOR_DATABASE_URL`, else `abstractor.db` in `ABSTRACTOR_DATA_DIR`."""
+    if explicit or os.environ.get(DATABASE_URL_ENV):
+        return explicit or os.environ[DATABASE_URL_ENV]
+    data_dir = os.environ.get(DATA_DIR_ENV)
+    return f"sqlite:///{Path(data_dir) / 'abstractor.db'}" if data_dir else DEFAULT_DATABASE_URL
 
 
 def app_role_name(explicit: str | None = None) -> str:
@@ -54,7 +59,11 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     if backend == "sqlite":
         database = parsed.database or ""
         if database and database != ":memory:" and not database.startswith("file:"):
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
+            # 0700 folders and a 0600 file before SQLite opens it: its -wal and -shm take the file's mode.
+            try:
+                private_sqlite(Path(database))
+            except OSError as e:
+                raise StoreConfigError(f"cannot create the SQLite file: {e.strerror}", code="database_path") from e
         engine = create_engine(parsed, **kwargs)
         event.listen(engine, "connect", _sqlite_on_connect)
         event.listen(engine, "begin", _sqlite_on_begin)

@@ -1,6 +1,6 @@
 """`abstractor batch` for tests: the CLI's own `run_cli_batch`, with the deterministic engine injected.
 
-    python -m tests.support.batch_cli SOURCE --schema nda [--out DIR] [--delay-s 0.2]
+    python -m tests.support.batch_cli SOURCE --schema nda [--out DIR] [--delay-s 0.2] [--follow-symlinks]
 
 Settings come from the environment (ABSTRACTOR_DATABASE_URL, ...), exactly as for the real command;
 only the engine differs (the real model takes 30-60 s a document on 2 cores). `--delay-s` makes each
@@ -43,10 +43,18 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--tenant", default="local")
     parser.add_argument("--delay-s", type=float, default=0.0)
+    parser.add_argument("--follow-symlinks", action="store_true")
     args = parser.parse_args()
     engine = SlowDeterministicEngine(args.delay_s) if args.delay_s > 0 else DeterministicEngine()
     try:
-        run_cli_batch(args.source, args.schema, out=args.out, tenant=args.tenant, engine=engine)
+        run_cli_batch(
+            args.source,
+            args.schema,
+            out=args.out,
+            tenant=args.tenant,
+            engine=engine,
+            follow_symlinks=args.follow_symlinks,
+        )
     except typer.Exit as e:  # outside a typer app, its exit has to become the process's own
         sys.exit(e.exit_code)
 

@@ -45,12 +45,23 @@ def _answers(url: str) -> bool:
 
 
 class ThreadedServer:
-    """uvicorn serving an ASGI app on 127.0.0.1 in a thread, with lifespan, stopped cleanly."""
+    """uvicorn serving an ASGI app on 127.0.0.1 in a thread, with lifespan, stopped cleanly.
 
-    def __init__(self, app: Any, port: int | None = None) -> None:
+    With `settings`, uvicorn is configured as `abstractor serve` and `abstractor api` configure it
+    (`service.api.server.uvicorn_config`: the front door's timeouts, limits and proxy rules).
+    """
+
+    def __init__(self, app: Any, port: int | None = None, *, settings: Any = None) -> None:
         self.port = port or free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_config=None, access_log=False, lifespan="on")
+        if settings is not None:
+            from service.api.server import uvicorn_config
+
+            config = uvicorn_config(settings, app, host="127.0.0.1", port=self.port)
+        else:
+            config = uvicorn.Config(
+                app, host="127.0.0.1", port=self.port, log_config=None, access_log=False, lifespan="on"
+            )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, name=f"uvicorn-{self.port}", daemon=True)
 

@@ -32,7 +32,10 @@ def _error(description: str) -> dict[str, Any]:
 COMMON_ERRORS: dict[int | str, dict[str, Any]] = {
     400: _error("The body cannot be decoded (not UTF-8 JSON, broken framing)."),
     401: _error("Missing or unknown credentials."),
+    408: _error("The request body did not arrive in time."),
+    413: _error("The request body is larger than the limit (refused before it is parsed)."),
     422: _error("The request does not match the API schema, or cannot be acted on."),
+    429: _error("Too many failed authentications from this address; retry after `Retry-After` seconds."),
     500: _error("Internal error (never carries request content)."),
     503: _error("The store is busy or unreachable; retry."),
 }
@@ -54,24 +57,34 @@ Ctx = Annotated[ApiContext, Depends(get_ctx)]
 RequestId = Annotated[str, Depends(get_request_id)]
 
 
+def client_address(request: Request) -> str:
+    """The peer's address (a proxy's X-Forwarded-For only when ABSTRACTOR_FORWARDED_ALLOW_IPS trusts it)."""
+    return request.client.host if request.client is not None else "unknown"
+
+
+ClientAddress = Annotated[str, Depends(client_address)]
+
+
 def tenant_caller(
     ctx: Ctx,
     request_id: RequestId,
+    client: ClientAddress,
     bearer: Annotated[HTTPAuthorizationCredentials | None, Security(api_key_bearer)],
     header: Annotated[str | None, Security(api_key_header)],
 ) -> Actor:
     """The tenant whose key came with the request (X-API-Key wins over Authorization)."""
     presented = header or (bearer.credentials if bearer is not None else None)
-    return auth.authenticate(ctx, presented, request_id)
+    return auth.authenticate(ctx, presented, request_id, client)
 
 
 def admin_caller(
     ctx: Ctx,
     request_id: RequestId,
+    client: ClientAddress,
     bearer: Annotated[HTTPAuthorizationCredentials | None, Security(admin_bearer)],
 ) -> Actor:
     """The admin, when the admin token came with the request."""
-    return auth.authenticate_admin(ctx, bearer.credentials if bearer is not None else None, request_id)
+    return auth.authenticate_admin(ctx, bearer.credentials if bearer is not None else None, request_id, client)
 
 
 Tenant = Annotated[Actor, Depends(tenant_caller)]

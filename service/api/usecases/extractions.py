@@ -9,6 +9,7 @@ from typing import Any
 from schemas.errors import UnknownSchemaError
 from service.api.context import Actor, ApiContext
 from service.api.errors import NotFoundError, UnprocessableError
+from service.api.messages import job_error_message, public_code
 from service.api.models import ErrorInfo, ExtractionIn, ExtractionOut, RecordOut
 from service.api.usecases.common import check_webhook, not_found, record, record_refusal
 from service.jobs.identity import ModelRef
@@ -35,7 +36,7 @@ def _extraction_out(job: Job, result: Result | None) -> ExtractionOut:
         )
     error = None
     if job.error_code is not None:
-        error = ErrorInfo(code=job.error_code, message=job.error_message or "")
+        error = ErrorInfo(code=public_code(job.error_code), message=job_error_message(job.error_code))
     return ExtractionOut(
         id=job.id,
         status=job.status.value,

@@ -34,6 +34,9 @@ def api_settings_for(database_url: str, data_dir: Path, **overrides: Any) -> Set
         "broker_url": REDIS_URL,
         "max_document_bytes": UPLOAD_LIMIT,
         "log_level": "INFO",
+        # Every test client is 127.0.0.1: the suite's deliberate bad keys would throttle the shared server.
+        # tests/service/api/test_auth_rate_limit.py runs its own servers with small limits.
+        "auth_failure_limit": 100_000,
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]

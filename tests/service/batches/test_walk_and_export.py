@@ -34,11 +34,12 @@ def _tree(root: Path) -> None:
 
 def test_discover_folder_glob_and_file(tmp_path: Path) -> None:
     _tree(tmp_path)
-    key, files = discover(str(tmp_path))
+    key, files, skipped = discover(str(tmp_path))
+    assert skipped == 0
     assert key == str(tmp_path.resolve())
     assert [p.name for p in files] == ["three.TXT", "two.md", "one.txt"]
     assert sorted(len(g) for g in group_by_content(files).values()) == [1, 2]
-    _, globbed = discover(str(tmp_path / "**" / "*.tsv"))
+    _, globbed, _ = discover(str(tmp_path / "**" / "*.tsv"))
     assert [p.name for p in globbed] == ["skip.tsv"]  # a glob takes what it names
     assert discover(str(tmp_path / "one.txt"))[1] == [(tmp_path / "one.txt").resolve()]
     with pytest.raises(BatchError) as caught:

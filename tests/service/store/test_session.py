@@ -66,7 +66,10 @@ def test_bad_urls_are_config_errors(url: str) -> None:
 
 def test_database_url_precedence(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("ABSTRACTOR_DATABASE_URL", raising=False)
+    monkeypatch.delenv("ABSTRACTOR_DATA_DIR", raising=False)
     assert database_url() == DEFAULT_DATABASE_URL == "sqlite:///var/abstractor.db"
+    monkeypatch.setenv("ABSTRACTOR_DATA_DIR", "/srv/data")
+    assert database_url() == "sqlite:////srv/data/abstractor.db"
     monkeypatch.setenv("ABSTRACTOR_DATABASE_URL", "sqlite:///from-env.db")
     assert database_url() == "sqlite:///from-env.db"
     assert database_url("sqlite:///explicit.db") == "sqlite:///explicit.db"

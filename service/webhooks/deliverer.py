@@ -1,45 +1,18 @@
-"""Signed job notifications: signing and verifying, the SSRF guard, and the deliverer of the webhook outbox.
+"""The deliverer of the webhook outbox: claim due notifications, check the URL again, sign, POST, record.
 
-A job submitted with a `webhook_url` gets one `webhook_deliveries` row in the transaction that settles
-it (succeeded or failed; see `workers.jobs`). `WebhookDeliverer` claims due rows, POSTs them and
-records the outcome, retrying with exponential backoff; delivery is at least once, so receivers
-deduplicate on `X-Abstractor-Delivery`.
-
-Wire format (documented in README.md, "Webhooks"):
-
-    POST <webhook_url>
-    Content-Type: application/json
-    X-Abstractor-Event: job.succeeded | job.failed
-    X-Abstractor-Delivery: <event id, a UUID>
-    X-Abstractor-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>." + body)>
-
-    {"id": "<event id>", "type": "job.succeeded", "created_at": "...",
-     "job": {"id", "status", "document_id", "schema", "model", "attempts", "error_code"}}
-
-The body carries ids and status only, never extracted values or document text: the receiver fetches
-the record with its API key. The signed timestamp lets a receiver refuse replays (`verify_signature`
-allows 5 minutes of skew by default).
-
-SSRF: a URL is refused when any address its host resolves to is loopback, private, link-local
-(cloud metadata), shared (CGNAT), multicast, reserved or unspecified, unless the host or the address
-is in `ABSTRACTOR_WEBHOOK_ALLOW_HOSTS`. The check runs at submission (HTTP 422 `webhook_url_refused`)
-and again before every attempt; the request then goes to the address just checked (the Host header
-and TLS SNI keep the name), so a DNS answer that changes in between (rebinding) cannot redirect it.
-Redirects are never followed and proxies from the environment are ignored.
+Delivery is at least once (receivers deduplicate on `X-Abstractor-Delivery`), retried with exponential
+backoff and jitter up to `ABSTRACTOR_WEBHOOK_MAX_ATTEMPTS`; the URL passes `service.webhooks.guard`
+before every attempt and the request goes to the address just checked.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import hmac
-import ipaddress
 import json
 import logging
 import random
-import socket
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,161 +21,16 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from service.background import PollingThread
 from service.config import Settings
-from service.errors import ServiceError
 from service.store import repositories as repo
 from service.store.models import utcnow
+from service.webhooks.guard import Resolver, WebhookTarget, WebhookUrlRefused, check_webhook_url
+from service.webhooks.signing import SIGNATURE_HEADER, signature_header
 
 log = logging.getLogger(__name__)
 
-SIGNATURE_HEADER = "X-Abstractor-Signature"
 EVENT_HEADER = "X-Abstractor-Event"
 DELIVERY_HEADER = "X-Abstractor-Delivery"
-DEFAULT_TOLERANCE_S = 300
 USER_AGENT = "abstractor-webhooks/1"
-
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-Resolver = Callable[[str, int], list[str]]
-"""(host, port) -> IP address strings; `socket.getaddrinfo` by default, replaceable in tests."""
-
-
-class WebhookUrlRefused(ServiceError):
-    """The URL is not one we may call: bad scheme, credentials in it, unresolvable, or a non-public address."""
-
-    code = "webhook_url_refused"
-
-    def __init__(self, message: str, *, reason: str) -> None:
-        super().__init__(message, details={"reason": reason})
-        self.reason = reason
-
-
-# --- signing -----------------------------------------------------------------------------------------
-
-
-def _key(secret: str | bytes) -> bytes:
-    return secret.encode("utf-8") if isinstance(secret, str) else secret
-
-
-def sign(secret: str | bytes, timestamp: int, body: bytes) -> str:
-    """Hex HMAC-SHA256 of `"<timestamp>." + body` under `secret`."""
-    return hmac.new(_key(secret), str(timestamp).encode("ascii") + b"." + body, hashlib.sha256).hexdigest()
-
-
-def signature_header(secret: str | bytes, body: bytes, timestamp: int | None = None) -> str:
-    """The `X-Abstractor-Signature` value: `t=<unix>,v1=<hex>`."""
-    t = int(time.time()) if timestamp is None else timestamp
-    return f"t={t},v1={sign(secret, t, body)}"
-
-
-def verify_signature(
-    secret: str | bytes,
-    header: str | None,
-    body: bytes,
-    *,
-    tolerance_s: int = DEFAULT_TOLERANCE_S,
-    now: float | None = None,
-) -> bool:
-    """For receivers: True when `header` signs exactly `body` under `secret` within `tolerance_s` of now.
-
-    Pass the raw request body (bytes as received, before any JSON parsing). Several `v1=` entries are
-    accepted (any may match), so a sender can sign with an old and a new secret while rotating.
-    """
-    if not header:
-        return False
-    timestamp: int | None = None
-    candidates: list[str] = []
-    for part in header.split(","):
-        key, _, value = part.strip().partition("=")
-        if key == "t" and value.isdigit():
-            timestamp = int(value)
-        elif key == "v1" and value:
-            candidates.append(value)
-    if timestamp is None or not candidates:
-        return False
-    current = time.time() if now is None else now
-    if abs(current - timestamp) > tolerance_s:
-        return False
-    expected = sign(secret, timestamp, body)
-    return any(hmac.compare_digest(expected, c) for c in candidates)
-
-
-# --- the SSRF guard ----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class WebhookTarget:
-    """A checked URL: where to connect (`address`) and what name to present (`host`, Host header, SNI)."""
-
-    url: httpx.URL
-    host: str
-    port: int
-    address: IPAddress
-
-
-def _default_resolver(host: str, port: int) -> list[str]:
-    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    return list(dict.fromkeys(str(info[4][0]) for info in infos))
-
-
-def _parse_allow(allow: Sequence[str]) -> tuple[set[str], list[ipaddress.IPv4Network | ipaddress.IPv6Network]]:
-    names: set[str] = set()
-    networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
-    for entry in allow:
-        entry = entry.strip().lower().rstrip(".")
-        if not entry:
-            continue
-        try:
-            networks.append(ipaddress.ip_network(entry, strict=False))
-        except ValueError:
-            names.add(entry)
-    return names, networks
-
-
-def is_public_address(address: IPAddress) -> bool:
-    """Whether a webhook may go to this address without allow-listing: globally routable unicast only."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return is_public_address(address.ipv4_mapped)
-    # is_global is False for loopback, RFC 1918, link-local (169.254.169.254 metadata), CGNAT 100.64/10
-    # (Alibaba's 100.100.100.200), ULA fc00::/7 (AWS's fd00:ec2::254), unspecified and reserved ranges.
-    return address.is_global and not address.is_multicast
-
-
-def check_webhook_url(url: str, allow: Sequence[str] = (), *, resolve: Resolver | None = None) -> WebhookTarget:
-    """The target to POST to, or `WebhookUrlRefused`: every resolved address must be public or allow-listed."""
-    try:
-        parsed = httpx.URL(url)
-    except (httpx.InvalidURL, TypeError) as e:
-        raise WebhookUrlRefused("the webhook URL is not a valid URL", reason="invalid") from e
-    if parsed.scheme not in ("http", "https"):
-        raise WebhookUrlRefused("a webhook URL must be http or https", reason="scheme")
-    if parsed.userinfo:
-        raise WebhookUrlRefused("a webhook URL must not carry credentials", reason="credentials")
-    host = parsed.host.lower().rstrip(".")
-    if not host:
-        raise WebhookUrlRefused("the webhook URL has no host", reason="invalid")
-    port = parsed.port or (443 if parsed.scheme == "https" else 80)
-    names, networks = _parse_allow(allow)
-    try:
-        literal: IPAddress | None = ipaddress.ip_address(host)
-    except ValueError:
-        literal = None
-    if literal is not None:
-        raw = [str(literal)]
-    else:
-        try:
-            raw = (resolve or _default_resolver)(host, port)
-        except (OSError, UnicodeError) as e:
-            raise WebhookUrlRefused("the webhook host does not resolve", reason="unresolvable") from e
-    addresses = [ipaddress.ip_address(a.split("%", 1)[0]) for a in raw]
-    if not addresses:
-        raise WebhookUrlRefused("the webhook host does not resolve", reason="unresolvable")
-    if host not in names:
-        for address in addresses:
-            if not is_public_address(address) and not any(address in n for n in networks):
-                raise WebhookUrlRefused(
-                    "the webhook URL resolves to a loopback, private, link-local or otherwise non-public address",
-                    reason="non_public_address",
-                )
-    return WebhookTarget(url=parsed, host=host, port=port, address=addresses[0])
 
 
 def post_notification(
@@ -220,9 +48,6 @@ def post_notification(
     if target.url.scheme == "https":
         extensions["sni_hostname"] = target.host
     return client.post(pinned, content=body, headers={**headers, "Host": host_header}, extensions=extensions)
-
-
-# --- delivery ----------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
