@@ -7,7 +7,7 @@ import uuid
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from service.api.errors import ApiError, PayloadTooLargeError, UnsupportedMediaTypeError
+from service.api.errors import ApiError
 from service.api.models import DocumentOut
 from service.api.routers.deps import COMMON_ERRORS, NOT_FOUND, Ctx, RequestId, Tenant, _error
 from service.api.uploads import FILE_FIELD, spool_upload
@@ -64,8 +64,7 @@ async def upload_document(
             content = await run_in_threadpool(upload.read)
             filename = upload.filename
     except ApiError as e:
-        if isinstance(e, PayloadTooLargeError | UnsupportedMediaTypeError):
-            ctx.metrics.uploads_refused.labels(e.code).inc()
+        ctx.metrics.uploads_refused.labels(e.code).inc()  # counted once the temporary file is gone
         await run_in_threadpool(usecases.audit_refused_upload, ctx, actor, request_id, e)
         raise
     document, created = await run_in_threadpool(usecases.upload_document, ctx, actor, request_id, content, filename)

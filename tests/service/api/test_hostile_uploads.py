@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import Engine, text
 
 from service.processes.embedded import build_embedded_app
@@ -47,6 +48,15 @@ class Uploads:
         with self.engine.connect() as connection:
             query = text("SELECT count(*) FROM documents WHERE tenant_id = :t")
             return int(connection.execute(query, {"t": uuid.UUID(tenant.tenant_id)}).scalar_one())
+
+    def refused(self, code: str) -> float:
+        """The server's own count of uploads refused with `code` (its /metrics)."""
+        body = httpx.get(f"{self.server.base_url}/metrics", timeout=30).text
+        for family in text_string_to_metric_families(body):
+            for sample in family.samples:
+                if sample.name == "abstractor_uploads_refused_total" and sample.labels.get("code") == code:
+                    return sample.value
+        return 0.0
 
     def leftovers(self) -> list[Path]:
         found = [p for p in self.blob_dir.rglob("*") if p.is_file()]
@@ -128,11 +138,14 @@ def test_a_client_that_leaves_mid_upload_leaves_nothing(uploads: Uploads, tenant
         "Content-Type": f"multipart/form-data; boundary={BOUNDARY}",
         "Content-Length": str(len(WHOLE)),
     }
+    before = uploads.refused("client_disconnected")
     sock.sendall(request_head("POST", "/v1/documents", headers) + WHOLE[: len(WHOLE) // 2])
     sock.close()
-    deadline = time.monotonic() + 5
-    while uploads.leftovers() and time.monotonic() < deadline:
+    # The server counts the refusal after its temporary file is gone: wait for that, not for a guess.
+    deadline = time.monotonic() + 60
+    while uploads.refused("client_disconnected") == before and time.monotonic() < deadline:
         time.sleep(0.05)
+    assert uploads.refused("client_disconnected") == before + 1
     assert uploads.documents(tenant) == 0 and uploads.leftovers() == []
 
 

@@ -108,10 +108,13 @@ def test_schemas_vllm_refuses_or_cannot_compile_end_in_clear_errors(vllm_server:
         # The server lives on: the next request is answered.
         ok = engine.generate([_request({"type": "object", "properties": {"v": {"const": "a"}}, "required": ["v"]})])
         assert ok[0].finish_reason == "stop" and ok[0].text == '{"v":"a"}'
-        # Every token that spelled the answer, with its log-probability under the grammar mask: a value
-        # the schema fixes (const) is certain.
+        # Every token that spelled the answer, with its log-probability under the grammar mask. The schema
+        # fixes the value, but not the spelling: the grammar still allows whitespace between tokens and
+        # other tokenizations of the same characters, so single tokens may be far from certain (-0.46 was
+        # seen); the answer as a whole stays likely, which raw, unmasked scores of a forced text are not.
         tokens = ok[0].tokens
         assert "".join(ok[0].text[t.start : t.end] for t in tokens) == ok[0].text
-        assert all(t.logprob <= 0.0 for t in tokens) and min(t.logprob for t in tokens) > -0.01
+        assert all(-100.0 < t.logprob <= 0.0 for t in tokens)
+        assert sum(t.logprob for t in tokens) > -3.0
     finally:
         engine.close()

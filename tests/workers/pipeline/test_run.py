@@ -129,14 +129,15 @@ def test_flag_only_mode_keeps_ungrounded_values_but_flags_them() -> None:
 def test_long_documents_are_chunked_and_merged_with_progress() -> None:
     long_text = " ".join([TEXT] * 40)
     engine = ScriptedEngine([(GOOD, "stop")] * 50, context=1400)
-    seen: list[tuple[int, int]] = []
+    seen: list[tuple[int, int, int]] = []
     record = extract_document(
         document(long_text, pages=4), get_schema("nda"), engine, PipelineOptions(max_new_tokens=128),
-        progress=lambda done, total: seen.append((done, total)),
+        progress=lambda done, total, generated: seen.append((done, total, generated)),
     )  # fmt: skip
     chunks = record["document"]["chunks"]
     assert chunks > 1 and len(engine.requests) == chunks
-    assert seen[-1] == (chunks, chunks)
+    # One call per chunk, in order, each with the tokens generated so far (the engine spends 20 per answer).
+    assert seen == [(n, chunks, 20 * n) for n in range(1, chunks + 1)]
     assert record["data"]["parties"] == ["NIKE, Inc.", "Eric Dean Sprunk"]  # de-duplicated across chunks
     # Instructions and the worked example come first and are identical for every chunk (prefix cache).
     prefixes = {tuple(m.content for m in r.messages[:-1]) for r in engine.requests}
