@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from bench import peers
+from bench import peer_grammar, peer_langextract_records, peer_report, peer_types, peers
 from bench.langextract_runner import UsageCounter
 
 
@@ -27,20 +27,20 @@ def _extraction(cls: str, text: str, start: int | None, **attributes: Any) -> di
 
 
 def test_the_draw_is_fixed_by_the_seed_and_sorted() -> None:
-    first = peers.choose(60, 10, 14)
-    assert first == peers.choose(60, 10, 14)
+    first = peer_types.choose(60, 10, 14)
+    assert first == peer_types.choose(60, 10, 14)
     assert first == sorted(first) and len(set(first)) == 10 and all(0 <= i < 60 for i in first)
-    assert peers.choose(60, 10, 15) != first
-    assert peers.choose(3, 10, 14) == [0, 1, 2]
+    assert peer_types.choose(60, 10, 15) != first
+    assert peer_types.choose(3, 10, 14) == [0, 1, 2]
 
 
 def test_a_document_within_the_budget_is_kept_whole() -> None:
-    assert peers.truncate_to_tokens("one two three", 3, _words) == ("one two three", False)
+    assert peer_grammar.truncate_to_tokens("one two three", 3, _words) == ("one two three", False)
 
 
 def test_a_long_document_is_cut_at_a_word_within_the_budget() -> None:
     text = " ".join(f"word{i}" for i in range(1000))
-    cut, truncated = peers.truncate_to_tokens(text, 100, _words)
+    cut, truncated = peer_grammar.truncate_to_tokens(text, 100, _words)
     assert truncated
     assert text.startswith(cut)
     assert _words(cut) == 100  # the longest whole-word prefix that fits
@@ -48,7 +48,7 @@ def test_a_long_document_is_cut_at_a_word_within_the_budget() -> None:
 
 
 def test_no_budget_leaves_nothing() -> None:
-    assert peers.truncate_to_tokens("some text", 0, _words) == ("", True)
+    assert peer_grammar.truncate_to_tokens("some text", 0, _words) == ("", True)
 
 
 def test_nda_extractions_map_onto_the_nda_fields() -> None:
@@ -62,7 +62,7 @@ def test_nda_extractions_map_onto_the_nda_fields() -> None:
         _extraction("term", "two (2) years", 600),
         _extraction("jurisdiction", "State of New York", 1200),  # a later mention does not replace the first
     ]
-    assert peers.nda_record(extractions) == {
+    assert peer_langextract_records.nda_record(extractions) == {
         "parties": ["Acme Widgets, Inc.", "Beta Labs LLC"],
         "effective_date": "2001-04-18",
         "jurisdiction": "State of Delaware",
@@ -84,12 +84,12 @@ def test_nda_extractions_map_onto_the_nda_fields() -> None:
     ids=["month-day-year", "ordinal-day-of", "unparsed-kept", "day-month-year", "us-numeric", "attribute", "none"],
 )
 def test_dates_become_iso_where_they_can(text: str, attribute: str | None, expected: str) -> None:
-    assert peers.iso_date(text, attribute) == expected
+    assert peer_langextract_records.iso_date(text, attribute) == expected
 
 
 def test_mapped_nda_records_are_scored_by_our_kleister_scorer() -> None:
-    ev = peers.evaluation()
-    record = peers.nda_record(
+    ev = peer_types.evaluation()
+    record = peer_langextract_records.nda_record(
         [
             _extraction("party", "NIKE, Inc.", 10),
             _extraction("effective_date", "April 18, 2001", 50),
@@ -120,7 +120,7 @@ def test_clinical_extractions_map_onto_the_clinical_note_fields() -> None:
         _extraction("follow_up", "in 6 weeks", 220),
         _extraction("chief_complaint", "back pain", 300),
     ]
-    record = peers.clinical_record(extractions)
+    record = peer_langextract_records.clinical_record(extractions)
     assert record["patient_age"] == 56
     assert record["patient_sex"] == "female"
     assert record["chief_complaint"] == "knee pain"
@@ -134,7 +134,7 @@ def test_clinical_extractions_map_onto_the_clinical_note_fields() -> None:
         "oxygen_saturation": None,
     }
     assert (record["allergies"], record["procedures"], record["follow_up"]) == (["latex"], ["x-ray"], "in 6 weeks")
-    shape = peers.evaluation().clinical_record_to_gold_shape(record)
+    shape = peer_types.evaluation().clinical_record_to_gold_shape(record)
     assert shape == {"patient_age": 56, "patient_sex": "female", "chief_complaint": "knee pain"}
 
 
@@ -143,7 +143,7 @@ def test_clinical_extractions_map_onto_the_clinical_note_fields() -> None:
     [("45-year-old", "45", 45), ("45-year-old", None, 45), ("thirty two", None, 32), ("adult", None, None)],
 )
 def test_age_in_years(text: str, years: str | None, expected: int | None) -> None:
-    assert peers.age_years(text, years) == expected
+    assert peer_langextract_records.age_years(text, years) == expected
 
 
 @pytest.mark.parametrize(
@@ -151,10 +151,10 @@ def test_age_in_years(text: str, years: str | None, expected: int | None) -> Non
     [("male", "male", "male"), ("Mrs. Jones", None, "female"), ("he reports", None, "male"), ("patient", None, None)],
 )
 def test_patient_sex(text: str, sex: str | None, expected: str | None) -> None:
-    assert peers.patient_sex(text, sex) == expected
+    assert peer_langextract_records.patient_sex(text, sex) == expected
 
 
-def _summary(system: str, micro_f1: float, seconds: float, **kw: Any) -> peers.Summary:
+def _summary(system: str, micro_f1: float, seconds: float, **kw: Any) -> peer_report.Summary:
     base: dict[str, Any] = {
         "dataset": "kleister",
         "system": system,
@@ -167,11 +167,11 @@ def _summary(system: str, micro_f1: float, seconds: float, **kw: Any) -> peers.S
         "prompt_tokens": 1000,
         "completion_tokens": 100,
     }
-    return peers.Summary(**(base | kw))
+    return peer_report.Summary(**(base | kw))
 
 
 def test_the_table_has_ratios_to_abstractor_and_aligned_columns() -> None:
-    rows = peers.format_table(
+    rows = peer_report.format_table(
         [
             _summary("abstractor", 0.8, 20.0),
             _summary("llamacpp_grammar", 0.4, 80.0, failures={"timeout": 1, "invalid_json": 1}, truncated=2),
@@ -180,7 +180,7 @@ def test_the_table_has_ratios_to_abstractor_and_aligned_columns() -> None:
     )
     assert len(rows) == 5 and len({len(r) for r in rows}) == 1
     header = [c.strip() for c in rows[0].strip("|").split("|")]
-    assert header == list(peers.TABLE_COLUMNS)
+    assert header == list(peer_report.TABLE_COLUMNS)
     cells = {r.split("|")[2].strip(): [c.strip() for c in r.strip("|").split("|")] for r in rows[2:]}
     assert cells["abstractor"][9:11] == ["1.00", "1.00"]
     grammar = cells["llamacpp_grammar"]
@@ -191,7 +191,7 @@ def test_the_table_has_ratios_to_abstractor_and_aligned_columns() -> None:
 
 
 def test_without_abstractor_the_ratios_are_not_available() -> None:
-    rows = peers.format_table([_summary("langextract", 0.6, 40.0)])
+    rows = peer_report.format_table([_summary("langextract", 0.6, 40.0)])
     assert [c.strip() for c in rows[2].strip("|").split("|")][9:11] == ["n/a", "n/a"]
 
 
@@ -199,29 +199,29 @@ def test_notes_say_how_much_text_a_system_saw_and_how_many_answers_were_cut() ->
     summary = _summary(
         "llamacpp_grammar", 0.4, 80.0, truncated=1, text_share=0.625, requests=40, cut_answers=3, load=2.25
     )
-    assert peers.notes(summary) == "truncated 1/2, 62% of the text seen; 3/40 answers hit max_tokens; load 2.2"
-    assert peers.notes(_summary("abstractor", 0.8, 20.0)) == ""
+    assert peer_report.notes(summary) == "truncated 1/2, 62% of the text seen; 3/40 answers hit max_tokens; load 2.2"
+    assert peer_report.notes(_summary("abstractor", 0.8, 20.0)) == ""
 
 
 def test_summary_lines_are_the_last_lines_a_readme_quotes() -> None:
-    lines = peers.summary_lines([_summary("abstractor", 0.81234, 23.456)])
+    lines = peer_report.summary_lines([_summary("abstractor", 0.81234, 23.456)])
     assert lines == ["peers kleister abstractor micro_f1=0.8123 seconds_per_page=2.35"]
 
 
 def test_failed_documents_score_as_empty_and_are_counted() -> None:
-    ev = peers.evaluation()
+    ev = peer_types.evaluation()
     gold = ["party=Acme_Inc.", "term=2_years"]
     items = [
-        peers.Item("kleister", "a.pdf", Path("a.pdf"), gold),
-        peers.Item("kleister", "b.pdf", Path("b.pdf"), gold),
+        peer_types.Item("kleister", "a.pdf", Path("a.pdf"), gold),
+        peer_types.Item("kleister", "b.pdf", Path("b.pdf"), gold),
     ]
     outcomes = [
-        peers.Outcome(
+        peer_types.Outcome(
             "x", "kleister", "a.pdf", pages=3, seconds=6.0, record={"parties": ["Acme Inc."]}, chars=800, chars_sent=300
         ),
-        peers.Outcome("x", "kleister", "b.pdf", pages=1, seconds=2.0, chars=200, chars_sent=200, error="timeout"),
+        peer_types.Outcome("x", "kleister", "b.pdf", pages=1, seconds=2.0, chars=200, chars_sent=200, error="timeout"),
     ]
-    summary = peers.summarize(ev, items, outcomes)
+    summary = peer_report.summarize(ev, items, outcomes)
     assert summary.failures == {"timeout": 1}
     assert summary.field_f1["party"] == pytest.approx(2 / 3)  # tp 1, fn 1
     assert summary.micro_f1 == pytest.approx(2 / 5)  # tp 1, fn 3
@@ -231,7 +231,7 @@ def test_failed_documents_score_as_empty_and_are_counted() -> None:
 
 
 def test_progress_lines_carry_no_extracted_values() -> None:
-    outcome = peers.Outcome(
+    outcome = peer_types.Outcome(
         "langextract", "aci", "D2N005", pages=1, seconds=3.25, record={"chief_complaint": "chest pain"}
     )
     line = peers.progress_line(1, 10, outcome)
