@@ -108,12 +108,13 @@ def serve(
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
 ) -> None:
     """Serve the REST API with an in-process worker: SQLite by default, no other server needed."""
+    from service.errors import ServiceError
     from service.processes.embedded import serve as serve_embedded
     from service.store.errors import StoreError
 
     try:
         serve_embedded(host, port, get_settings())
-    except (StoreError, WorkerError) as e:
+    except (ServiceError, StoreError, WorkerError) as e:
         fail(e.code, e.message, e.details)
 
 

@@ -7,7 +7,8 @@ repairs from Postgres:
 - a job `queued` whose last message went out before a cutoff (or before Redis restarted) gets a new
   outbox row (`republish_queued`).
 A batch run in embedded mode is its store's only worker, so at its start it requeues what an interrupted
-run left running (`recover_interrupted`); an operator may put a batch's failed jobs back (`retry_failed`).
+run left running (`recover_interrupted`); so does `abstractor serve` for every job (`recover_serve_restart`),
+attempts counted as for any lost run. An operator may put a batch's failed jobs back (`retry_failed`).
 Every function works in the caller's transaction and returns how many jobs it moved.
 """
 
@@ -21,7 +22,7 @@ from sqlalchemy.orm import Session
 from service.jobs.requeue import may_requeue, settle_failed_run
 from service.store import audit
 from service.store import repositories as repo
-from service.store.models import AuditOutcome, JobStatus
+from service.store.models import AuditOutcome, JobStatus, utcnow
 
 RECONCILER = "reconciler"
 """The audit actor of the reconciler's moves."""
@@ -57,6 +58,21 @@ def settle_lost_runs(session: Session, now: dt.datetime, run_deadline: dt.timede
         elif settled is JobStatus.FAILED:
             failed += 1
     return requeued, failed
+
+
+SERVE_RESTART_HORIZON = dt.timedelta(days=365 * 100)
+"""Taken as every running job's deadline having passed: at serve's start, none of them has a live worker."""
+
+
+def recover_serve_restart(session: Session, limit: int = 500) -> tuple[int, int]:
+    """Settle up to `limit` jobs that a stopped or crashed `abstractor serve` left running: requeued (their
+    attempt counted, as for any lost worker) or failed once `MAX_ATTEMPTS` runs have started; returns
+    (requeued, failed). Call again while the sum is `limit`.
+
+    Safe only where the caller is the store's one worker: `serve` holds its data folder's lock first.
+    """
+    now = utcnow()
+    return settle_lost_runs(session, now + SERVE_RESTART_HORIZON, SERVE_RESTART_HORIZON, limit)
 
 
 def republish_queued(session: Session, published_before: dt.datetime, limit: int) -> int:

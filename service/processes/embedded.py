@@ -8,11 +8,14 @@ the first job, not at start-up, so the API answers at once; tests inject a small
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import fcntl
 import logging
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 
 from fastapi import FastAPI
 from sqlalchemy.orm import Session, sessionmaker
@@ -22,14 +25,21 @@ from service.api.observability import Metrics, configure_api_logging, job_id_var
 from service.api.server import serve_app
 from service.background import PollingThread
 from service.config import Settings
+from service.errors import ServiceError
 from service.jobs.identity import engine_ref
+from service.jobs.recovery import recover_serve_restart
 from service.runtime import engine_from, limits_from, options_from
 from service.store import repositories as repo
+from service.store.files import private_file
 from service.store.session import make_engine, make_session_factory, run_migrations
 from workers.engines.protocol import Engine
 from workers.jobs import run_job
 
 log = logging.getLogger(__name__)
+
+SERVE_LOCK = "serve.lock"
+"""The file in the data folder that one serve holds locked while it runs."""
+RECOVERY_BATCH = 500
 
 MAX_DELIVERIES = 5
 """An outbox row whose delivery kept crashing the runner is given up after this many claims."""
@@ -126,11 +136,56 @@ def build_embedded_app(
     return app
 
 
+class ServeAlreadyRunning(ServiceError):
+    """Another `abstractor serve` holds this data folder: two in-process workers over one store would take
+    each other's running jobs for lost ones."""
+
+    code = "serve_already_running"
+
+
+@contextlib.contextmanager
+def sole_worker(settings: Settings) -> Iterator[None]:
+    """Hold `DATA_DIR/serve.lock` (flock) for the process's life; refuse to start when another serve has it.
+
+    The kernel drops the lock when the process dies however it dies, so a SIGKILL leaves nothing stale.
+    """
+    lock_path = private_file(settings.data_dir / SERVE_LOCK)
+    with lock_path.open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as e:
+            raise ServeAlreadyRunning(
+                f"another abstractor serve is running on the data folder {settings.data_dir}"
+            ) from e
+        yield
+
+
+def recover_at_start(session_factory: sessionmaker[Session]) -> tuple[int, int]:
+    """Settle the jobs the previous serve left running (it was their only worker); returns (requeued, failed)."""
+    requeued = failed = 0
+    while True:
+        with session_factory.begin() as session:
+            r, f = recover_serve_restart(session, limit=RECOVERY_BATCH)
+        requeued, failed = requeued + r, failed + f
+        if r + f < RECOVERY_BATCH:
+            return requeued, failed
+
+
 def serve(host: str, port: int, settings: Settings, *, engine: Engine | None = None) -> None:
-    """Migrate the database, then serve the API and run jobs in-process until interrupted."""
+    """Migrate the database, settle what a previous run left running, then serve the API and run jobs
+    in-process until interrupted."""
     configure_api_logging(settings.log_level)
+    with sole_worker(settings):
+        _serve(host, port, settings, engine)
+
+
+def _serve(host: str, port: int, settings: Settings, engine: Engine | None) -> None:
     run_migrations(settings.database_url, app_role=settings.database_app_role)
-    app = build_embedded_app(settings, engine=engine)
+    factory = make_session_factory(make_engine(settings.database_url, hide_parameters=True))
+    requeued, failed = recover_at_start(factory)
+    if requeued or failed:
+        log.warning("jobs left running by the previous serve settled", extra={"requeued": requeued, "failed": failed})
+    app = build_embedded_app(settings, engine=engine, session_factory=factory)
     log.info("serving", extra={"host": host, "port": port})
     # service/api/server.py: our logging, and the front door's timeouts and limits from the settings.
     serve_app(settings, app, host=host, port=port)
