@@ -6,10 +6,10 @@ import datetime as dt
 import uuid
 from collections.abc import Collection, Sequence
 
-from sqlalchemy import select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import case, func, or_, select, update
+from sqlalchemy.orm import Session, aliased
 
-from service.store.models import OutboxMessage, utcnow
+from service.store.models import Job, JobStatus, OutboxMessage, utcnow
 from service.store.repositories.shared import claim_leased, update_rows
 
 EXTRACT_TOPIC = "extract"
@@ -36,19 +36,49 @@ def claim_outbox(
     lease: dt.timedelta = dt.timedelta(seconds=60),
     now: dt.datetime | None = None,
 ) -> list[OutboxMessage]:
-    """Lease up to `limit` unsent messages, oldest first, that no live lease holds.
+    """Lease up to `limit` unsent messages that no live lease holds, round-robin across tenants.
 
+    A message's turn is its place in its tenant's line plus the tenant's jobs already running; the lowest
+    turn goes first (oldest first among equals). So every tenant's oldest waiting message comes before
+    anyone's second, and one tenant's backlog delays another tenant's job by the jobs already running,
+    never by the whole backlog. The claimed rows come back in that order: the relay
+    publishes them so, and the embedded worker runs the first.
     Postgres skips rows another relay has locked (SKIP LOCKED); SQLite has one writer anyway.
     Commit the claim, publish, then `mark_outbox_sent`; a relay that dies lets its lease lapse.
     """
+    now = now or utcnow()
+    waiting = [
+        OutboxMessage.sent_at.is_(None),
+        or_(OutboxMessage.claimed_until.is_(None), OutboxMessage.claimed_until < now),
+    ]
+    # A tenant's turn counts its jobs already running: a tenant with two running waits behind one with none.
+    # Window functions cannot sit under FOR UPDATE: rank first, then lock the chosen rows (claim_leased).
+    other = aliased(Job)
+    running = (
+        select(func.count())
+        .where(other.tenant_id == Job.tenant_id, other.status == JobStatus.RUNNING)
+        .correlate(Job)
+        .scalar_subquery()
+    )
+    turn = func.row_number().over(partition_by=Job.tenant_id, order_by=OutboxMessage.id) + running
+    ranked = (
+        select(OutboxMessage.id.label("id"), turn.label("turn"))
+        .join(Job, Job.id == OutboxMessage.job_id)
+        .where(*waiting)
+        .subquery()
+    )
+    # Twice the limit: rows another relay locks meanwhile are skipped, and the rest still fill the claim.
+    chosen = list(session.scalars(select(ranked.c.id).order_by(ranked.c.turn, ranked.c.id).limit(2 * limit)))
+    if not chosen:
+        return []
     return claim_leased(
         session,
         OutboxMessage,
-        due=[OutboxMessage.sent_at.is_(None)],
-        order_by=[OutboxMessage.id],
+        due=[OutboxMessage.sent_at.is_(None), OutboxMessage.id.in_(chosen)],
+        order_by=[case({message_id: i for i, message_id in enumerate(chosen)}, value=OutboxMessage.id)],
         limit=limit,
         lease=lease,
-        now=now or utcnow(),
+        now=now,
     )
 
 

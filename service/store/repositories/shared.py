@@ -55,7 +55,8 @@ def claim_leased(
     lease: dt.timedelta,
     now: dt.datetime,
 ) -> list[Leased]:
-    """Lease up to `limit` rows matching `due` that no live lease holds, counting an attempt on each.
+    """Lease up to `limit` rows matching `due` that no live lease holds, counting an attempt on each;
+    returned in `order_by`'s order.
 
     Postgres skips rows another claimer has locked (SKIP LOCKED); SQLite has one writer anyway.
     """
@@ -72,4 +73,5 @@ def claim_leased(
         return []
     statement = update(cls).where(cls.id.in_(ids)).values(claimed_until=now + lease, attempts=cls.attempts + 1)
     update_rows(session, statement, cls, ids)
-    return list(session.scalars(select(cls).where(cls.id.in_(ids)).order_by(cls.id)))
+    rows = {row.id: row for row in session.scalars(select(cls).where(cls.id.in_(ids)))}
+    return [rows[row_id] for row_id in ids]  # in `order_by`'s order
