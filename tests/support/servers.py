@@ -75,6 +75,17 @@ class ThreadedServer:
         self.thread.join(timeout=30)
 
 
+def serve_env(data_dir: Path, admin_token: str) -> dict[str, str]:
+    """The environment of a development `serve` keeping everything (SQLite store included) in `data_dir`."""
+    return {
+        "ABSTRACTOR_DATABASE_URL": f"sqlite:///{data_dir / 'abstractor.db'}",
+        "ABSTRACTOR_DATA_DIR": str(data_dir),
+        "ABSTRACTOR_ADMIN_TOKEN": admin_token,
+        "ABSTRACTOR_ENVIRONMENT": "development",
+        "ABSTRACTOR_LOG_LEVEL": "INFO",
+    }
+
+
 class ServeProcess:
     """`python -m tests.support.embedded_server` (our `serve`) in a child process with its own env."""
 

@@ -17,7 +17,7 @@ import pytest
 
 from tests.support.api import extract_and_wait, make_tenant, upload
 from tests.support.records import assert_confidence_for_every_stated_value
-from tests.support.servers import REPO, ServeProcess
+from tests.support.servers import REPO, ServeProcess, serve_env
 
 ADMIN_TOKEN = "dev-admin-token"
 README = REPO / "README.md"
@@ -38,13 +38,7 @@ def readme_session() -> str:
 
 
 def _env(tmp_path: Path) -> dict[str, str]:
-    return {
-        "ABSTRACTOR_DATABASE_URL": f"sqlite:///{tmp_path / 'var' / 'abstractor.db'}",
-        "ABSTRACTOR_DATA_DIR": str(tmp_path / "var"),
-        "ABSTRACTOR_ADMIN_TOKEN": ADMIN_TOKEN,
-        "ABSTRACTOR_ENVIRONMENT": "development",
-        "ABSTRACTOR_LOG_LEVEL": "INFO",
-    }
+    return serve_env(tmp_path / "var", ADMIN_TOKEN)
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")

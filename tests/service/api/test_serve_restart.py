@@ -16,18 +16,13 @@ import httpx
 
 from tests.service.api.conftest import ADMIN_TOKEN
 from tests.support.api import make_tenant, upload, wait_for_job
-from tests.support.servers import REPO, ServeProcess, free_port
+from tests.support.servers import REPO, ServeProcess, free_port, serve_env
 
 NOTES = [f"Chief complaint: cough for {n} weeks.\n58-year-old male.\n".encode() for n in (2, 3, 4)]
 
 
 def _env(tmp_path: Path) -> dict[str, str]:
-    return {
-        "ABSTRACTOR_DATABASE_URL": f"sqlite:///{tmp_path / 'var' / 'abstractor.db'}",
-        "ABSTRACTOR_DATA_DIR": str(tmp_path / "var"),
-        "ABSTRACTOR_ADMIN_TOKEN": ADMIN_TOKEN,
-        "ABSTRACTOR_ENVIRONMENT": "development",
-    }
+    return serve_env(tmp_path / "var", ADMIN_TOKEN)
 
 
 def _submit(client: httpx.Client, headers: dict[str, str], document_id: str) -> str:
