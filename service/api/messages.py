@@ -48,6 +48,9 @@ MESSAGES: dict[str, str] = {
     # Schemas and extractions.
     "invalid_schema": "not a valid JSON Schema, or its root is not {'type': 'object', 'properties': {...}}",
     "unsupported_schema": "the grammar backend cannot compile this JSON Schema",
+    "schema_too_large": "the JSON Schema expands to more subschemas than the limit once its $refs are followed",
+    "schema_too_deep": "the JSON Schema nests deeper than the limit",
+    "schema_recursive": "the JSON Schema refers to itself ($ref cycle); extraction schemas must be finite",
     "unknown_schema": "no such schema (built-in or registered by this tenant)",
     "reserved_schema_name": "the name belongs to a built-in schema",
     "unknown_document": "no such document",

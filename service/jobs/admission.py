@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from schemas.bounds import SchemaShapeError, check_shape
 from schemas.errors import InvalidSchemaError
 from schemas.user_schema import load_user_schema
 from service.errors import ServiceError
@@ -23,6 +24,10 @@ class SchemaRefused(ServiceError):
 
 def admit_schema(json_schema: dict[str, Any], name: str, backend: str) -> None:
     """Raise `SchemaRefused` (`invalid_schema` or `unsupported_schema`, with the reason) unless it may be used."""
+    try:
+        check_shape(json_schema)  # before any validator or compiler expands it
+    except SchemaShapeError as e:
+        raise SchemaRefused(str(e), code=e.code, details=e.details) from e
     try:
         user = load_user_schema(json_schema, name=name)
     except InvalidSchemaError as e:

@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from schemas.bounds import check_shape
 from schemas.errors import UnknownSchemaError
 from schemas.registry import SchemaSpec, get_schema, is_builtin
 from schemas.user_schema import UserSchema, load_user_schema
@@ -78,4 +79,5 @@ def job_schema(session: Session, job: Job) -> SchemaSpec | UserSchemaSpec:
     row = repo.get_user_schema(session, job.tenant_id, job.schema_name, job.schema_version)
     if row is None:
         raise UnknownSchemaError(f"schema {job.schema_ref} is gone")
+    check_shape(row.json_schema)  # registered before the bounds existed: fails the job with its code
     return UserSchemaSpec(ref=row.ref, user=load_user_schema(row.json_schema, name=row.name))

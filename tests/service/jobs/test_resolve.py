@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy.orm import Session
 
+from schemas.bounds import SchemaShapeError
 from schemas.errors import UnknownSchemaError
 from service.jobs.identity import ModelRef
 from service.jobs.resolve import ResolvedSchema, UserSchemaSpec, job_schema, resolve_schema
@@ -44,3 +45,16 @@ def test_a_job_reloads_the_schema_it_was_keyed_with(session: Session, tenant: Te
     assert isinstance(spec, UserSchemaSpec) and spec.ref == "invoice@1"
     assert spec.json_schema() == INVOICE
     assert spec.model.model_validate({"total": 3}).root == {"total": 3}
+
+
+def test_a_job_whose_schema_came_in_before_the_bounds_fails_with_their_code(
+    session: Session, tenant: Tenant, document: Document
+) -> None:
+    # Stored directly, as a schema registered before admission counted expansions would be.
+    defs = {f"d{n}": {"type": "object", "properties": {"l": {"$ref": f"#/$defs/d{n + 1}"}}} for n in range(40)}
+    deep = {"type": "object", "properties": {"root": {"$ref": "#/$defs/d0"}}, "$defs": {**defs, "d40": {}}}
+    repo.register_user_schema(session, tenant.id, "deep", deep)
+    job, _ = submit_job(session, tenant.id, document.id, resolve_schema(session, tenant.id, "deep"), MODEL)
+    with pytest.raises(SchemaShapeError) as refused:
+        job_schema(session, job)
+    assert refused.value.code == "schema_too_deep"
