@@ -37,7 +37,11 @@ class SchemaShapeError(InvalidSchemaError):
 def check_shape(schema: dict[str, Any]) -> None:
     """Raise `SchemaShapeError` (`schema_too_large`, `schema_too_deep`, `schema_recursive`) unless the
     schema, expanded, stays within `MAX_EXPANDED_NODES` and `MAX_DEPTH`."""
-    _Walk(schema).size(schema, 1, ())
+    _Walk(schema).size(schema, 1)
+
+
+def _too_deep() -> SchemaShapeError:
+    return SchemaShapeError("schema_too_deep", f"the schema nests deeper than {MAX_DEPTH} levels", {"limit": MAX_DEPTH})
 
 
 class _Walk:
@@ -46,23 +50,19 @@ class _Walk:
         self.memo: dict[str, tuple[int, int]] = {}  # $ref -> (expanded nodes, depth below)
         self.open: set[str] = set()
 
-    def size(self, node: Any, depth: int, path: tuple[str, ...]) -> tuple[int, int]:
+    def size(self, node: Any, depth: int) -> tuple[int, int]:
         """(expanded nodes, depth) of the subschema `node` found at `depth`."""
         if depth > MAX_DEPTH:
-            raise SchemaShapeError(
-                "schema_too_deep",
-                f"the schema nests deeper than {MAX_DEPTH} levels",
-                {"limit": MAX_DEPTH},
-            )
+            raise _too_deep()
         if not isinstance(node, dict):
             return 1, 1
         ref = node.get("$ref")
         total, below = 1, 0
         if isinstance(ref, str) and (ref == "#" or ref.startswith("#/")):
-            n, d = self._ref(ref, depth, path)
+            n, d = self._ref(ref, depth)
             total, below = total + n, max(below, d)
-        for key, child in self._children(node):
-            n, d = self.size(child, depth + 1, (*path, key))
+        for child in self._children(node):
+            n, d = self.size(child, depth + 1)
             total, below = total + n, max(below, d)
             if total > MAX_EXPANDED_NODES:
                 raise SchemaShapeError(
@@ -72,23 +72,19 @@ class _Walk:
                 )
         return total, below + 1
 
-    def _ref(self, ref: str, depth: int, path: tuple[str, ...]) -> tuple[int, int]:
+    def _ref(self, ref: str, depth: int) -> tuple[int, int]:
         if ref in self.open:
             raise SchemaShapeError("schema_recursive", "the schema refers to itself ($ref cycle)", {})
         if ref not in self.memo:
             target = self._resolve(ref)
             self.open.add(ref)
             try:
-                self.memo[ref] = self.size(target, depth + 1, (*path, "$ref"))
+                self.memo[ref] = self.size(target, depth + 1)
             finally:
                 self.open.discard(ref)
         n, d = self.memo[ref]
         if depth + d > MAX_DEPTH:  # reached again from deeper than where it was first counted
-            raise SchemaShapeError(
-                "schema_too_deep",
-                f"the schema nests deeper than {MAX_DEPTH} levels",
-                {"limit": MAX_DEPTH},
-            )
+            raise _too_deep()
         return n, d
 
     def _resolve(self, ref: str) -> Any:
@@ -104,15 +100,12 @@ class _Walk:
         return node
 
     @staticmethod
-    def _children(node: dict[str, Any]) -> list[tuple[str, Any]]:
-        out: list[tuple[str, Any]] = []
-        for key in _SINGLE:
-            if isinstance(node.get(key), dict):
-                out.append((key, node[key]))
+    def _children(node: dict[str, Any]) -> list[Any]:
+        out: list[Any] = [node[key] for key in _SINGLE if isinstance(node.get(key), dict)]
         for key in _LISTS:
             if isinstance(node.get(key), list):
-                out += [(f"{key}/{i}", child) for i, child in enumerate(node[key])]
+                out += node[key]
         for key in _MAPS:
             if isinstance(node.get(key), dict):
-                out += [(f"{key}/{name}", child) for name, child in node[key].items()]
+                out += node[key].values()
         return out

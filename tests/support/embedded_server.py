@@ -1,6 +1,6 @@
 """`abstractor serve` for tests: `service.processes.embedded.serve` with settings from the environment.
 
-    python -m tests.support.embedded_server --port 8080 --engine deterministic|real
+    python -m tests.support.embedded_server --port 8080 --engine deterministic|stalled|real
 
 `deterministic` injects tests.support.engines.DeterministicEngine (plumbing only); `stalled` injects one
 that never answers, so a job stays running until the process is killed (the restart test); `real` leaves
