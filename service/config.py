@@ -120,6 +120,16 @@ class Settings(BaseSettings):
         default=True, description="Move values not found in the source from `data` to `rejected` (flagged)."
     )
 
+    # --- Generation budgets (workers/pipeline/run.py, workers/engines/llamacpp.py): a generation making no
+    # progress is cut, and its job fails as generation_stalled while other jobs go on.
+    job_max_generated_tokens: int = Field(
+        default=200_000, ge=1, description="Tokens one job's generations may produce in all (chunks and retries)."
+    )
+    generation_timeout_s: float = Field(
+        default=300.0, gt=0, description="Wall time one generation may take on the embedded llama.cpp engine."
+    )
+    # --- end of generation budgets.
+
     # Confidence: per-value probabilities from calibrations (workers/pipeline/calibration.py).
     calibration_dir: Path | None = Field(
         default=None, description="Calibrations fitted by `abstractor calibrate`, tried before the shipped ones."
@@ -176,6 +186,34 @@ class Settings(BaseSettings):
         default=60.0, gt=0, description="The window of auth_failure_limit; audited as one row per client and window."
     )
 
+    # --- Schema admission (service/jobs/admission.py, schemas/bounds.py): what a tenant's JSON Schema may be,
+    # checked at registration and again when a job loads it; past a bound, POST /v1/schemas answers 422.
+    schema_max_bytes: int = Field(default=256 * 1024, ge=1024, description="The schema's size as compact JSON.")
+    schema_max_nodes: int = Field(
+        default=5_000, ge=1, description="Subschemas once every $ref is followed (counted, never built)."
+    )
+    schema_max_depth: int = Field(
+        default=32, ge=1, le=100, description="Subschema nesting once $refs are followed (JSON nesting: 4x this)."
+    )
+    schema_max_properties: int = Field(default=1_000, ge=1, description="Properties declared in the whole schema.")
+    schema_max_string_chars: int = Field(
+        default=4_096, ge=1, description="The longest string: a const, an enum member, a default, a pattern, a key."
+    )
+    schema_max_enum: int = Field(default=1_000, ge=1, description="Members of one enum.")
+    schema_max_repeat: int = Field(
+        default=500, ge=1, description="The largest minItems/maxLength/... and {n,m} count in a pattern (nested: x)."
+    )
+    schema_max_prompt_chars: int = Field(
+        default=32_768, ge=1, description="The rendered prompt prefix (instructions and one line per field)."
+    )
+    schema_admission_timeout_s: float = Field(
+        default=10.0, gt=0, description="Wall clock of the child that validates, compiles and renders a schema."
+    )
+    schema_admission_memory_mb: int = Field(
+        default=1024, ge=64, description="Address space (RLIMIT_AS) of that child; past it: schema_too_large."
+    )
+    # --- end of schema admission.
+
     # Queue (Celery on Redis, workers/celery_app.py) and its repair crew (service/jobs/relay.py).
     worker_pool: Literal["auto", "threads", "prefork"] = Field(
         default="auto",
@@ -201,6 +239,11 @@ class Settings(BaseSettings):
     )
     retry_backoff_s: float = Field(
         default=10.0, ge=0, description="A transient fault requeues the job after this, doubled per attempt."
+    )
+    tenant_max_in_flight: int = Field(
+        default=0,
+        ge=0,
+        description="Jobs of one tenant running or handed to the queue at once; more wait unsent. 0: no limit.",
     )
 
     @model_validator(mode="after")

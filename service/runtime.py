@@ -8,6 +8,7 @@ an engine loads the engines. The (model, backend) pair jobs are keyed by is `ser
 from __future__ import annotations
 
 from service.config import Settings
+from service.jobs.admission import bounds_from
 from service.jobs.identity import model_ref
 from service.store.files import private_dir
 from workers.documents.model import LimitsSpec, OcrSpec
@@ -52,9 +53,11 @@ def options_from(settings: Settings) -> PipelineOptions:
         max_new_tokens=settings.max_new_tokens,
         chunk_tokens=settings.chunk_tokens,
         overlap_tokens=settings.chunk_overlap_tokens,
+        max_generated_tokens=settings.job_max_generated_tokens,
         reject_ungrounded=settings.reject_ungrounded,
         calibration_dir=settings.calibration_dir,
         low_confidence_threshold=settings.low_confidence_threshold,
+        schema_bounds=bounds_from(settings),
     )
 
 
@@ -70,6 +73,7 @@ def engine_from(settings: Settings) -> Engine:
         cache_dir=settings.data_dir / "models",
         n_ctx=settings.n_ctx,
         n_threads=settings.n_threads,
+        generation_timeout_s=settings.generation_timeout_s,
         openai_base_url=settings.openai_base_url,
         openai_model=settings.openai_model,
         openai_api_key=settings.openai_api_key.get_secret_value() if settings.openai_api_key else None,

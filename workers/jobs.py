@@ -29,6 +29,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from schemas.bounds import SchemaBounds
 from schemas.errors import SchemaError
 from service.jobs.requeue import backoff_s, may_requeue, settle_failed_run
 from service.jobs.resolve import job_schema
@@ -109,7 +110,9 @@ def _start(
         return job.tenant_id, job.attempts
 
 
-def _load(session_factory: sessionmaker[Session], job_id: uuid.UUID, blob_dir: Path | None) -> _Work:
+def _load(
+    session_factory: sessionmaker[Session], job_id: uuid.UUID, blob_dir: Path | None, bounds: SchemaBounds
+) -> _Work:
     with session_factory.begin() as session:
         job = repo.load_job(session, job_id)
         if job is None:
@@ -118,7 +121,8 @@ def _load(session_factory: sessionmaker[Session], job_id: uuid.UUID, blob_dir: P
         if document is None:
             raise WorkerError("the job's document is gone", code="document_missing")
         content = repo.read_document_bytes(session, document, blob_dir=blob_dir)
-        return _Work(job.tenant_id, job.attempts, content, document.media_type, job_schema(session, job))
+        schema = job_schema(session, job, bounds)
+        return _Work(job.tenant_id, job.attempts, content, document.media_type, schema)
 
 
 def _finish(
@@ -238,7 +242,7 @@ def run_job(
         return
     log.info("job started", extra={"job_id": str(job_id), "attempt": attempts})
     try:
-        work = _load(session_factory, job_id, blob_dir)
+        work = _load(session_factory, job_id, blob_dir, options.schema_bounds)
         doc = read_document(work.content, media_type=work.media_type, limits=limits)
         model = engine if isinstance(engine, Engine) else engine()
         record = extract_document(doc, work.schema, model, options)

@@ -112,6 +112,7 @@ class Relay:
         reconcile_interval_s: float = 30.0,
         run_deadline_s: float = 1920.0,
         queued_timeout_s: float = 3600.0,
+        tenant_max_in_flight: int | None = None,
     ) -> None:
         self._factory = session_factory
         self.publisher = publisher
@@ -121,6 +122,7 @@ class Relay:
         self._reconcile_interval_s = reconcile_interval_s
         self._run_deadline = dt.timedelta(seconds=run_deadline_s)
         self._queued_timeout = dt.timedelta(seconds=queued_timeout_s)
+        self._tenant_max_in_flight = tenant_max_in_flight
         self._epoch: str | None = None
         self._next_reconcile = 0.0
         self.publish_failures = 0
@@ -134,9 +136,16 @@ class Relay:
     # --- relay ---------------------------------------------------------------------------------------
 
     def relay_once(self) -> int:
-        """Claim a batch of unsent rows, publish them, mark the published ones sent; returns how many."""
+        """Claim a batch of unsent rows, publish them, mark the published ones sent; returns how many.
+
+        With `tenant_max_in_flight`, a tenant's jobs running or published but not yet finished count
+        against it: Redis's queue cannot be reordered, so its further rows stay unsent until one finishes.
+        """
         with self._factory.begin() as session:
-            claimed = [(m.id, m.job_id) for m in repo.claim_outbox(session, limit=self._batch, lease=self._lease)]
+            messages = repo.claim_outbox(
+                session, limit=self._batch, lease=self._lease, max_in_flight=self._tenant_max_in_flight
+            )
+            claimed = [(m.id, m.job_id) for m in messages]
         if not claimed:
             return 0
         sent: list[int] = []

@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from schemas.bounds import check_shape
+from schemas.bounds import SchemaBounds, check_shape
 from schemas.errors import UnknownSchemaError
 from schemas.registry import SchemaSpec, get_schema, is_builtin
 from schemas.user_schema import UserSchema, load_user_schema
@@ -72,12 +72,18 @@ class UserSchemaSpec:
         return self.user.schema
 
 
-def job_schema(session: Session, job: Job) -> SchemaSpec | UserSchemaSpec:
-    """The schema a queued job was keyed with; a user schema deleted since raises `UnknownSchemaError`."""
+def job_schema(session: Session, job: Job, bounds: SchemaBounds | None = None) -> SchemaSpec | UserSchemaSpec:
+    """The schema a queued job was keyed with; a user schema deleted since raises `UnknownSchemaError`.
+
+    A tenant's schema meets admission's cheap walk again, with the deployment's `bounds` (the settings'
+    `ABSTRACTOR_SCHEMA_MAX_*`, which the worker's `PipelineOptions` carry; the defaults if None): one
+    registered before a bound existed, or before it was lowered, fails the job with the bound's code
+    (`SchemaShapeError`: `schema_too_large`, `schema_unrunnable`, ...) before any prompt or grammar is built.
+    """
     if job.user_schema_id is None:
         return get_schema(job.schema_ref)
     row = repo.get_user_schema(session, job.tenant_id, job.schema_name, job.schema_version)
     if row is None:
         raise UnknownSchemaError(f"schema {job.schema_ref} is gone")
-    check_shape(row.json_schema)  # registered before the bounds existed: fails the job with its code
+    check_shape(row.json_schema, bounds or SchemaBounds())
     return UserSchemaSpec(ref=row.ref, user=load_user_schema(row.json_schema, name=row.name))

@@ -79,7 +79,9 @@ class EmbeddedWorker(PollingThread):
         """Claim one outbox message and run its job; False when there was nothing to do."""
         lease = dt.timedelta(seconds=self._settings.outbox_lease_s)
         with self._factory.begin() as session:
-            claimed = repo.claim_outbox(session, limit=1, lease=lease)
+            # Rows are marked sent here once their job has run: a sent row is never in flight (broker=False).
+            limit = self._settings.tenant_max_in_flight or None
+            claimed = repo.claim_outbox(session, limit=1, lease=lease, max_in_flight=limit, broker=False)
             messages = [(m.id, m.job_id, m.attempts) for m in claimed]
         if not messages:
             return False

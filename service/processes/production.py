@@ -71,6 +71,7 @@ def make_relay(settings: Settings, session_factory: sessionmaker[Session] | None
         reconcile_interval_s=settings.reconcile_interval_s,
         run_deadline_s=run_deadline_s(settings),
         queued_timeout_s=settings.queued_timeout_s,
+        tenant_max_in_flight=settings.tenant_max_in_flight or None,
     )
 
 

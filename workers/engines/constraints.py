@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from typing import Any
+
+import numpy as np
 
 from workers.engines.grammar import GRAMMAR_BACKENDS as COMPILE_BACKENDS
 from workers.engines.grammar import OUTLINES_CORE_WHITESPACE, llguidance_grammar
@@ -64,9 +67,74 @@ def logits_processor_for(backend_name: str, backend: Any, schema: dict[str, Any]
     whitespace, fixed separators, no lenient fallbacks), so what was accepted is what is enforced.
     """
     if backend_name == "llguidance":
-        from outlines.backends.llguidance import LLGuidanceLogitsProcessor
-
-        return LLGuidanceLogitsProcessor(llguidance_grammar(schema), backend.llg_tokenizer, backend.tensor_library_name)
+        return LLGuidanceMask(backend.llg_tokenizer, llguidance_grammar(schema))
     if backend_name == "outlines_core":
         return backend.get_json_schema_logits_processor(json.dumps(schema), OUTLINES_CORE_WHITESPACE)
     return backend.get_json_schema_logits_processor(json.dumps(schema))
+
+
+class GrammarFailure(Exception):
+    """The grammar engine failed during a generation; `reason` is its own stop code, never its message
+    (llguidance's error text carries the tokens generated so far and the whole grammar)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+STOP_REASONS = frozenset(
+    {"MaxTokensTotal", "MaxTokensParser", "ParserTooComplex", "LexerTooComplex", "NoExtension",
+     "NoExtensionBias", "EndOfSentence", "InternalError"}
+)  # fmt: skip
+"""llguidance's stop reasons (`llguidance._util.StopReason`): the only words of a failure we keep."""
+
+_STOP_LINE = re.compile(r"^Stop: (\w+)$", re.MULTILINE)
+
+
+class LLGuidanceMask:
+    """llguidance's token mask for one greedy generation, as a numpy logits processor `(ids, scores) -> scores`.
+
+    Used instead of outlines' `LLGuidanceLogitsProcessor`, which builds its matcher at llguidance's
+    default log level (its Rust side then writes errors to fd 2) and `warnings.warn`s a failed matcher's
+    error text; this one is silent (`log_level=0`) and raises `GrammarFailure` with the stop reason.
+    """
+
+    def __init__(self, tokenizer: Any, grammar: str) -> None:
+        import llguidance
+        import llguidance.numpy
+
+        self._fill = llguidance.numpy.fill_next_token_bitmask
+        self._matcher = llguidance.LLMatcher(tokenizer, grammar, log_level=0)
+        self._bitmask = llguidance.numpy.allocate_token_bitmask(1, tokenizer.vocab_size)
+        self._vocab_size = int(tokenizer.vocab_size)
+        self._started = False
+        self._check()
+
+    def _check(self) -> None:
+        if self._matcher.is_error():
+            raise GrammarFailure(self._reason())
+
+    def _reason(self) -> str:
+        reason = str(self._matcher.stop_reason())
+        if reason == "InternalError":
+            # A lexer or parser limit reports InternalError here; the error's state dump names the real
+            # reason on a line of its own. Only a known reason's name is kept, nothing else of that text.
+            found = _STOP_LINE.search(self._matcher.get_error())
+            reason = found.group(1) if found else reason
+        return reason if reason in STOP_REASONS else "matcher_error"
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        # The first call comes before any token was generated: the last id is the prompt's.
+        if self._started:
+            self._matcher.consume_token(int(input_ids[-1]))
+            self._check()
+        self._started = True
+        self._fill(self._matcher, self._bitmask, 0)
+        self._check()
+        allowed = np.unpackbits(self._bitmask[0].astype("<i4", copy=False).view(np.uint8), bitorder="little")[
+            : self._vocab_size
+        ]
+        keep = np.flatnonzero(allowed[: len(scores)])
+        masked = np.full(len(scores), -np.inf, dtype=np.float32)
+        masked[keep] = scores[keep]
+        return masked

@@ -20,6 +20,7 @@ def build_engine(
     cache_dir: Path = Path("var/models"),
     n_ctx: int = 4096,
     n_threads: int | None = None,
+    generation_timeout_s: float | None = None,
     openai_base_url: str | None = None,
     openai_model: str = "abstractor",
     openai_api_key: str | None = None,
@@ -35,7 +36,11 @@ def build_engine(
     vllm_dtype: str = "auto",
     vllm_max_model_len: int | None = None,
 ) -> Engine:
-    """The engine named by `kind`; unknown kinds are a configuration error, not a silent fallback."""
+    """The engine named by `kind`; unknown kinds are a configuration error, not a silent fallback.
+
+    `generation_timeout_s` is the embedded engine's time budget per generation, kept inside the decode;
+    the server and vLLM engines bound each request by `request_timeout_s`.
+    """
     if kind == "llamacpp":
         from workers.engines.llamacpp import LlamaCppEngine
 
@@ -46,6 +51,7 @@ def build_engine(
             grammar_backend=grammar_backend,
             n_ctx=n_ctx,
             n_threads=n_threads,
+            generation_timeout_s=generation_timeout_s,
         )
     if kind == "openai":
         if not openai_base_url:

@@ -10,16 +10,30 @@ import logging
 import os
 import threading
 import time
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from workers.engines.constraints import GRAMMAR_BACKENDS, logits_processor_for, make_outlines_backend
+from workers.engines.constraints import (
+    GRAMMAR_BACKENDS,
+    GrammarFailure,
+    logits_processor_for,
+    make_outlines_backend,
+)
+from workers.engines.grammar import UnsupportedSchemaError
 from workers.engines.model_files import QWEN25_CODER_05B, ensure_embedded_model, verify_model_file
-from workers.engines.protocol import EngineInfo, GenerationRequest, GenerationResult, TokenLogprob, token_spans
+from workers.engines.protocol import (
+    GENERATION_STALLED,
+    GRAMMAR_FAILED,
+    EngineInfo,
+    GenerationRequest,
+    GenerationResult,
+    TokenLogprob,
+    token_spans,
+)
+from workers.engines.quiet import quiet_llama_cpp
 from workers.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -28,29 +42,54 @@ log = logging.getLogger(__name__)
 class _GuardedProcessor:
     """The grammar mask, run inside llama.cpp's sampler callback; records what the callback cannot raise.
 
-    Exceptions raised there would be swallowed and let the model continue unconstrained, so any error
-    fails the generation. Decoding is greedy (temperature 0, no penalties) right after this callback,
-    so the token chosen at each step is the masked scores' argmax; its log-probability under the masked
-    distribution is recorded here, where those scores exist.
+    The callback is a ctypes function: an exception raised there would be printed to stderr (with its
+    text) and swallowed, letting the model continue unconstrained. So every failure is recorded here and
+    ends the generation: from then on only the end-of-text token is allowed. A failure is the grammar
+    engine's (`grammar_failed`, kept as its stop reason or exception type, never its text) or the
+    generation's time budget running out (`generation_stalled`, checked before every token).
+
+    Decoding is greedy (temperature 0, no penalties) right after this callback, so the token chosen at
+    each step is the masked scores' argmax; its log-probability under the masked distribution is recorded
+    here, where those scores exist.
     """
 
-    def __init__(self, inner: Any) -> None:
+    def __init__(self, inner: Any, eos: int, deadline: float | None = None) -> None:
         self.inner = inner
-        self.error: str | None = None
+        self.eos = eos
+        self.deadline = deadline
+        self.failure: str | None = None
+        self.reason: str = ""
         self.chosen: list[tuple[int, float]] = []
 
     def __call__(self, input_ids: Any, scores: Any) -> Any:
-        if self.error is not None:
-            return scores
+        if self.failure is None and self.deadline is not None and time.monotonic() > self.deadline:
+            self.failure = GENERATION_STALLED
+        if self.failure is not None:
+            return self._end(scores)
         try:
             masked = scores if self.inner is None else self.inner(input_ids, scores)
             best = int(np.argmax(masked))
             top = float(masked[best])
             self.chosen.append((best, -float(np.log(np.sum(np.exp(masked - top))))))
             return masked
-        except Exception as e:  # noqa: BLE001 - re-raised as a failed generation below
-            self.error = f"{type(e).__name__}: {e}"
-            return scores
+        except GrammarFailure as e:
+            self.failure, self.reason = GRAMMAR_FAILED, e.reason
+        except Exception as e:  # noqa: BLE001 - a failed generation, reported by `error`
+            self.failure, self.reason = GRAMMAR_FAILED, type(e).__name__
+        return self._end(scores)
+
+    def _end(self, scores: Any) -> Any:
+        ended = np.full(len(scores), -np.inf, dtype=np.float32)
+        ended[self.eos] = 0.0
+        return ended
+
+    def error(self, budget_s: float | None) -> str | None:
+        """A fixed message for the failure (no text of the grammar engine's, nor of the document)."""
+        if self.failure == GRAMMAR_FAILED:
+            return f"the grammar engine failed during generation ({self.reason})"
+        if self.failure == GENERATION_STALLED:
+            return f"the generation ran past its time budget of {budget_s:g} s"
+        return None
 
 
 class LlamaCppEngine:
@@ -66,6 +105,7 @@ class LlamaCppEngine:
         n_ctx: int = 4096,
         n_threads: int | None = None,
         seed: int = 0,
+        generation_timeout_s: float | None = None,
     ) -> None:
         if grammar_backend not in GRAMMAR_BACKENDS:
             raise ConfigError(f"unknown grammar backend {grammar_backend!r}; choose one of {GRAMMAR_BACKENDS}")
@@ -73,6 +113,9 @@ class LlamaCppEngine:
             from llama_cpp import Llama
         except ImportError as e:
             raise ConfigError("llama-cpp-python is not installed", code="engine_missing") from e
+        if generation_timeout_s is not None and generation_timeout_s <= 0:
+            raise ConfigError("the generation time budget must be positive", code="engine_config")
+        quiet_llama_cpp()  # before the model loads: llama.cpp logs from then on
         if model_path is None:
             path = ensure_embedded_model(cache_dir)
             digest = QWEN25_CODER_05B.sha256
@@ -97,6 +140,8 @@ class LlamaCppEngine:
         self._grammar_backend_name = grammar_backend
         self._backend: Any = None
         self._n_ctx = n_ctx
+        self._eos = int(self._llm.token_eos())
+        self._timeout_s = generation_timeout_s
         self.info = EngineInfo(
             engine="llamacpp",
             model=name,
@@ -117,20 +162,24 @@ class LlamaCppEngine:
 
     def _processor(self, schema: dict[str, Any]) -> _GuardedProcessor:
         if self._grammar_backend_name == "none":
-            return _GuardedProcessor(None)
+            return _GuardedProcessor(None, self._eos)
         if self._backend is None:
             import outlines
 
-            with warnings.catch_warnings():
-                # outlines reads the vocabulary through llama_token_get_attr, deprecated in llama-cpp-python:
-                # one DeprecationWarning per token (151,936) would bury everything else a run prints.
-                warnings.filterwarnings(
-                    "ignore", message="llama_token_get_attr is deprecated", category=DeprecationWarning
-                )
-                self._backend = make_outlines_backend(
-                    self._grammar_backend_name, outlines.from_llamacpp(self._llm, chat_mode=False)
-                )
-        return _GuardedProcessor(logits_processor_for(self._grammar_backend_name, self._backend, schema))
+            # outlines reads the vocabulary through llama_token_get_attr (deprecated): its warnings are
+            # filtered by `quiet_llama_cpp`, once for the process.
+            self._backend = make_outlines_backend(
+                self._grammar_backend_name, outlines.from_llamacpp(self._llm, chat_mode=False)
+            )
+        try:
+            inner = logits_processor_for(self._grammar_backend_name, self._backend, schema)
+        except UnsupportedSchemaError:
+            # The backend's reason may quote the schema: the job keeps the code and the backend's name.
+            raise UnsupportedSchemaError(
+                "the grammar backend cannot compile the job's schema",
+                details={"grammar_backend": self._grammar_backend_name},
+            ) from None
+        return _GuardedProcessor(inner, self._eos)
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
         """Greedy decoding, one request at a time; the shared prompt prefix stays in the KV cache."""
@@ -141,8 +190,15 @@ class LlamaCppEngine:
 
         with self._lock:
             started = time.perf_counter()
-            processor = self._processor(request.json_schema)
+            try:
+                processor = self._processor(request.json_schema)
+            except GrammarFailure as e:
+                failed = _GuardedProcessor(None, self._eos)
+                failed.failure, failed.reason = GRAMMAR_FAILED, e.reason
+                return self._failed(failed, time.perf_counter() - started)
             compiled = time.perf_counter()
+            # The budget counts from here: the prompt's evaluation and every token, checked before each one.
+            processor.deadline = None if self._timeout_s is None else time.monotonic() + self._timeout_s
             messages: Any = [{"role": m.role, "content": m.content} for m in request.messages]
             out: Any = self._llm.create_chat_completion(
                 messages=messages,
@@ -156,16 +212,37 @@ class LlamaCppEngine:
         choice = out["choices"][0]
         usage = out.get("usage", {})
         finish = choice.get("finish_reason") or "stop"
-        error = processor.error
+        timings = {"grammar_setup_s": compiled - started, "generate_s": done - compiled}
+        if processor.failure is not None:
+            return self._failed(processor, done - started, usage, timings)
         return GenerationResult(
             text=text,
-            finish_reason="error" if error else ("length" if finish == "length" else "stop"),
+            finish_reason="length" if finish == "length" else "stop",
             prompt_tokens=int(usage.get("prompt_tokens", 0)),
             completion_tokens=int(usage.get("completion_tokens", 0)),
             seconds=done - started,
-            timings={"grammar_setup_s": compiled - started, "generate_s": done - compiled},
-            error=error,
+            timings=timings,
             tokens=tokens,
+        )
+
+    def _failed(
+        self,
+        processor: _GuardedProcessor,
+        seconds: float,
+        usage: dict[str, Any] | None = None,
+        timings: dict[str, float] | None = None,
+    ) -> GenerationResult:
+        """A failed generation: no text (a partial answer is nothing), the failure's code and fixed message."""
+        usage = usage or {}
+        return GenerationResult(
+            text="",
+            finish_reason="error",
+            prompt_tokens=int(usage.get("prompt_tokens", 0)),
+            completion_tokens=int(usage.get("completion_tokens", 0)),
+            seconds=seconds,
+            timings=timings or {},
+            error=processor.error(self._timeout_s),
+            error_code=processor.failure,
         )
 
     def _spell(self, chosen: list[tuple[int, float]], text: str) -> tuple[TokenLogprob, ...]:

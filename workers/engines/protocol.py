@@ -8,6 +8,16 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 FinishReason = Literal["stop", "length", "error"]
 
+GRAMMAR_FAILED = "grammar_failed"
+"""The grammar engine broke down mid-generation (e.g. llguidance's lexer limit): the schema's fault, not
+the model's, and it would fail again."""
+
+GENERATION_STALLED = "generation_stalled"
+"""A generation, or a job's generations together, ran past a budget (time or tokens)."""
+
+STOPPED_CODES = frozenset({GRAMMAR_FAILED, GENERATION_STALLED})
+"""Failures an engine names itself (`GenerationResult.error_code`); retrying the request cannot mend them."""
+
 
 @dataclass(frozen=True)
 class Message:
@@ -41,6 +51,10 @@ class GenerationResult:
     tokens: tuple[TokenLogprob, ...] = ()
     """The generated tokens that spell `text`, in order, each with its log-probability under the
     constrained (grammar-masked) distribution it was chosen from; empty when the engine gave none."""
+    error_code: str | None = None
+    """Why a `finish_reason == "error"` result failed, when the engine knows: `grammar_failed` (the grammar
+    engine broke down mid-generation) or `generation_stalled` (the generation ran past its time budget);
+    None for other failures (`generation_error`). `error` is then a fixed message, never engine text."""
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,7 @@ from workers.engines.protocol import (
     TokenLogprob,
     token_spans,
 )
+from workers.engines.quiet import quiet_vllm
 from workers.engines.vllm_release import LOGPROBS_MODE, VLLM_BACKENDS, VLLM_VERSION, structured_outputs_config
 from workers.errors import BadInputError, ConfigError, TransientError
 
@@ -135,7 +136,7 @@ def result_from_output(output: Any, seconds: float, tokenizer: Any = None) -> Ge
 def _finish_error(reason: object) -> str:
     if reason == "abort":
         # vLLM aborts a structured request whose grammar its backend cannot compile or follow; the
-        # engine log says which (without the schema), the request's own answer says nothing.
+        # request's own answer says nothing, and vLLM's log, which would, is silenced (`quiet_vllm`).
         return "vLLM aborted the request: its grammar backend could not compile or follow the schema"
     return f"vLLM finished with {reason!r}"
 
@@ -166,6 +167,7 @@ class VllmEngine:
             dtype=dtype,
             seed=seed,
         )
+        quiet_vllm()  # before vLLM is imported: it configures its logging (and its engine core's) on import
         try:
             from vllm.engine.arg_utils import AsyncEngineArgs
             from vllm.v1.engine.async_llm import AsyncLLM

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -10,10 +11,18 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel
 
+from schemas.bounds import SchemaBounds
 from workers.documents.errors import DocumentError
 from workers.documents.model import Document
 from workers.engines.constraints import generation_schema
-from workers.engines.protocol import Engine, GenerationRequest, GenerationResult, Message
+from workers.engines.protocol import (
+    GENERATION_STALLED,
+    STOPPED_CODES,
+    Engine,
+    GenerationRequest,
+    GenerationResult,
+    Message,
+)
 from workers.errors import WorkerError
 from workers.pipeline.calibration import CalibrationKey
 from workers.pipeline.chunking import Chunk, chunk_document
@@ -50,6 +59,9 @@ class PipelineOptions:
     chunk_tokens: int = 1800
     overlap_tokens: int = 150
     retry_factor: int = 2
+    max_generated_tokens: int | None = None
+    """Tokens the job's generations may produce in all (every chunk, every retry): a generation making no
+    progress is cut by it (`generation_stalled`). None: each request's own `max_tokens` only."""
     reject_ungrounded: bool = True
     keep_chunk_records: bool = False  # evaluation aid: each chunk's validated record, before merging
     calibration_dir: Path | None = None
@@ -59,6 +71,9 @@ class PipelineOptions:
     deadline: float | None = None
     """`time.monotonic()` past which no new engine call starts: the job's own time limit, which a worker
     running jobs as threads (no signal can stop a thread) enforces this way."""
+    schema_bounds: SchemaBounds = field(default_factory=SchemaBounds)
+    """What a tenant's schema may be (the settings' `ABSTRACTOR_SCHEMA_MAX_*`): a job checks its schema
+    against them again (`service/jobs/resolve.job_schema`), for schemas registered before a bound."""
 
 
 @dataclass
@@ -98,6 +113,36 @@ def _check_deadline(options: PipelineOptions) -> None:
         raise WorkerError("the job ran past its time limit", code="time_limit")
 
 
+def _stalled(options: PipelineOptions) -> OutputError:
+    return OutputError(
+        f"the job used its budget of {options.max_generated_tokens} generated tokens", code=GENERATION_STALLED
+    )
+
+
+def _within_budget(
+    requests: list[GenerationRequest], options: PipelineOptions, usage: _Usage
+) -> list[GenerationRequest]:
+    """The requests with `max_tokens` cut to a share of what the job's token budget has left."""
+    if options.max_generated_tokens is None or not requests:
+        return requests
+    share = (options.max_generated_tokens - usage.completion_tokens) // len(requests)
+    if share < 1:
+        raise _stalled(options)
+    return [r if r.max_tokens <= share else dataclasses.replace(r, max_tokens=share) for r in requests]
+
+
+def _validated(
+    result: GenerationResult, sent: GenerationRequest, wanted: int, model: type[BaseModel], options: PipelineOptions
+) -> ChunkAnswer:
+    """One answer as a record; a failure no retry can mend (a broken grammar, a spent budget) says so."""
+    try:
+        return ChunkAnswer(result.text, result.tokens, validate_output(result, model))
+    except OutputError as e:
+        if e.code == "output_truncated" and sent.max_tokens < wanted:
+            raise _stalled(options) from e  # cut by the job's budget, not by the request's own
+        raise
+
+
 def _generate_validated(
     engine: Engine,
     requests: list[GenerationRequest],
@@ -106,36 +151,44 @@ def _generate_validated(
     usage: _Usage,
     first_chunk: int = 0,
 ) -> list[ChunkAnswer]:
-    """Generate all chunks, then retry the failed ones once with a bigger budget; fail if any still fails."""
+    """Generate all chunks, then retry the failed ones once with a bigger budget; fail if any still fails.
+
+    A grammar failure or a stalled generation fails at once: retried, it would fail again (and as slowly).
+    """
     _check_deadline(options)
-    results = engine.generate(requests)
+    sent = _within_budget(requests, options, usage)
+    results = engine.generate(sent)
     records: list[ChunkAnswer | None] = []
     failures: list[int] = []
     for i, result in enumerate(results):
         usage.add(result, first_chunk + i)
         try:
-            records.append(ChunkAnswer(result.text, result.tokens, validate_output(result, model)))
-        except OutputError:
+            records.append(_validated(result, sent[i], requests[i].max_tokens, model, options))
+        except OutputError as e:
+            if e.code in STOPPED_CODES:
+                raise
             records.append(None)
             failures.append(i)
     if failures:
         usage.retries += len(failures)
         _check_deadline(options)
-        retried = engine.generate(
-            [
-                GenerationRequest(
-                    messages=requests[i].messages,
-                    json_schema=requests[i].json_schema,
-                    max_tokens=requests[i].max_tokens * options.retry_factor,
-                    request_id=requests[i].request_id + ":retry",
-                )
-                for i in failures
-            ]
-        )
-        for i, result in zip(failures, retried, strict=True):
+        again = [
+            GenerationRequest(
+                messages=requests[i].messages,
+                json_schema=requests[i].json_schema,
+                max_tokens=requests[i].max_tokens * options.retry_factor,
+                request_id=requests[i].request_id + ":retry",
+            )
+            for i in failures
+        ]
+        sent = _within_budget(again, options, usage)
+        retried = engine.generate(sent)
+        for j, (i, result) in enumerate(zip(failures, retried, strict=True)):
             usage.add(result, first_chunk + i)
             # A second failure propagates: no partial record.
-            records[i] = ChunkAnswer(result.text, result.tokens, validate_output(result, model))
+            records[i] = _validated(result, sent[j], again[j].max_tokens, model, options)
+    if options.max_generated_tokens is not None and usage.completion_tokens > options.max_generated_tokens:
+        raise _stalled(options)  # an engine that wrote past a request's max_tokens
     return [r for r in records if r is not None]
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from workers.engines.protocol import GenerationResult
+from workers.engines.protocol import STOPPED_CODES, GenerationResult
 from workers.errors import WorkerError
 
 
@@ -34,7 +34,8 @@ def tidy(value: Any) -> Any:
 def validate_output(result: GenerationResult, model: type[BaseModel]) -> dict[str, Any]:
     """The validated record as plain JSON data, or `OutputError` saying why not (no values in messages)."""
     if result.finish_reason == "error":
-        raise OutputError(f"generation failed: {result.error}", code="generation_error")
+        code = result.error_code if result.error_code and result.error_code in STOPPED_CODES else "generation_error"
+        raise OutputError(f"generation failed: {result.error}", code=code)
     if result.finish_reason == "length":
         raise OutputError(f"output truncated at {result.completion_tokens} tokens", code="output_truncated")
     try:

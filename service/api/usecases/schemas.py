@@ -8,9 +8,10 @@ from service.api.context import Actor, ApiContext
 from service.api.errors import ConflictApiError, UnprocessableError
 from service.api.models import SchemaIn, SchemaList, SchemaOut
 from service.api.usecases.common import not_found, record, record_refusal
-from service.jobs.admission import SchemaRefused, admit_schema
+from service.jobs.admission import SchemaRefused, admit_schema, policy_from
 from service.store import repositories as repo
 from service.store.models import AuditOutcome, UserSchema
+from workers.errors import TransientError
 
 
 def _user_schema_out(row: UserSchema, *, with_schema: bool) -> SchemaOut:
@@ -59,14 +60,15 @@ def schema_detail(ctx: ApiContext, actor: Actor, name: str, version: int | None)
 def register_schema(ctx: ApiContext, actor: Actor, request_id: str, body: SchemaIn) -> tuple[SchemaOut, bool]:
     """Register the next version of a tenant's schema (the same content again returns the latest).
 
-    A schema that is invalid, not an object, or that the grammar backend cannot compile is a 422 with the
-    reason (`service.jobs.admission` decides).
+    A schema that is invalid, not an object, outside the settings' bounds, or that cannot be compiled or
+    rendered within the trial's time and memory is a 422 with its code (`service.jobs.admission` decides);
+    every refusal, a busy trial (503) included, is audited.
     """
     try:
         if is_builtin(body.name):
             raise ConflictApiError(f"{body.name!r} is a built-in schema's name", code="reserved_schema_name")
         try:
-            admit_schema(body.json_schema, body.name, ctx.settings.grammar_backend)
+            admit_schema(body.json_schema, body.name, policy_from(ctx.settings))
         except SchemaRefused as e:
             raise UnprocessableError(e.message, code=e.code, details=e.details) from e
         with ctx.session_factory.begin() as session:
@@ -82,7 +84,7 @@ def register_schema(ctx: ApiContext, actor: Actor, request_id: str, body: Schema
                 {"created": created, "version": row.version},
             )
             out = _user_schema_out(row, with_schema=True)
-    except (ConflictApiError, UnprocessableError) as e:
+    except (ConflictApiError, UnprocessableError, TransientError) as e:
         record_refusal(ctx, actor, request_id, "schema.register", "schema", body.name, e)
         raise
     return out, created

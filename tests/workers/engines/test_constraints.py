@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import numpy as np
+import pytest
+
 from schemas.registry import get_schema
-from workers.engines.constraints import generation_schema
+from workers.engines.constraints import GrammarFailure, LLGuidanceMask, generation_schema
+from workers.engines.grammar import _byte_tokenizer, llguidance_grammar
 
 
 def test_every_object_property_is_required_for_generation() -> None:
@@ -18,3 +24,33 @@ def test_the_source_schema_is_not_modified() -> None:
     original = spec.json_schema()
     generation_schema(original)
     assert "required" not in original
+
+
+def _mask(properties: dict[str, Any]) -> LLGuidanceMask:
+    """The mask over llguidance's byte vocabulary (tokens 0..255 are the bytes, 256 the end)."""
+    schema = generation_schema({"type": "object", "properties": properties})
+    return LLGuidanceMask(_byte_tokenizer(), llguidance_grammar(schema))
+
+
+def _feed(mask: LLGuidanceMask, text: bytes) -> None:
+    """Walk `text` through the mask as greedy decoding would, each byte checked as allowed first."""
+    ids, scores = [0], np.zeros(257, dtype=np.float32)
+    for byte in text:
+        allowed = mask(np.array(ids), scores)
+        assert np.isfinite(allowed[byte]), f"{bytes([byte])!r} refused after {bytes(ids[1:])!r}"
+        ids.append(byte)
+    mask(np.array(ids), scores)
+
+
+def test_the_llguidance_mask_allows_what_the_grammar_allows_and_nothing_else() -> None:
+    _feed(_mask({"n": {"type": "integer"}}), b'{"n":42}')
+    with pytest.raises(AssertionError, match="refused"):
+        _feed(_mask({"n": {"type": "integer"}}), b'{"n":"x"')
+
+
+def test_a_grammar_breaking_mid_generation_raises_its_stop_reason_only() -> None:
+    # llguidance compiles the pattern, then its lexer gives up when the answer reaches it.
+    mask = _mask({"name": {"type": "string"}, "code": {"type": "string", "pattern": "^(a|aa){1000,}b$"}})
+    with pytest.raises(GrammarFailure) as info:
+        _feed(mask, b'{"name":"Zorblax Quintavius","code":"a')
+    assert info.value.reason == "LexerTooComplex" and str(info.value) == "LexerTooComplex"

@@ -98,3 +98,50 @@ def test_every_generated_token_carries_its_masked_log_probability(engine: LlamaC
     const_start = result.text.index('"nda"')
     forced = [t for t in tokens if t.start >= const_start and t.end <= const_start + len('"nda"')]
     assert forced and all(t.logprob > -1e-4 for t in forced)
+
+
+def _marked_request(schema: dict[str, Any], max_tokens: int = 60) -> GenerationRequest:
+    from workers.engines.protocol import Message
+
+    text = "Patient: Zorblax Quintavius, code aaaab. Answer with JSON."
+    return GenerationRequest(
+        messages=(Message("user", text),), json_schema=generation_schema(schema), max_tokens=max_tokens
+    )
+
+
+def test_a_grammar_that_breaks_mid_generation_fails_quietly_with_its_own_code(
+    engine: LlamaCppEngine, capfd: pytest.CaptureFixture[str]
+) -> None:
+    # llguidance compiles this pattern, then its lexer gives up when it meets it (LexerTooComplex).
+    schema = {
+        "type": "object",
+        "properties": {"qvx_code": {"type": "string", "pattern": "^(a|aa){1000,}b$", "description": "qvxmarker"}},
+    }
+    (result,) = engine.generate([_marked_request(schema)])
+    assert (result.finish_reason, result.error_code, result.text) == ("error", "grammar_failed", "")
+    assert result.error == "the grammar engine failed during generation (LexerTooComplex)"
+    with pytest.raises(OutputError) as info:
+        validate_output(result, get_schema("nda").model)
+    assert info.value.code == "grammar_failed"
+    # Nothing printed: llguidance's Rust side and outlines' warning both quoted the tokens and the schema.
+    written = capfd.readouterr()
+    for marker in ("Zorblax", "qvxmarker", "qvx_code", "lexer error"):
+        assert marker not in written.out and marker not in written.err
+    # The engine goes on: the next request is unaffected.
+    (after,) = engine.generate([_marked_request({"type": "object", "properties": {"name": {"type": "string"}}})])
+    assert after.finish_reason == "stop" and json.loads(after.text)["name"]
+
+
+def test_the_time_budget_stops_the_decode_from_inside(model_cache: Path) -> None:
+    budget_s = 2.0
+    timed = LlamaCppEngine(cache_dir=model_cache, generation_timeout_s=budget_s)
+    endless = {
+        "type": "object",
+        "properties": {"names": {"type": "array", "items": {"type": "string"}, "minItems": 10**6}},
+    }
+    (result,) = timed.generate([_marked_request(endless, max_tokens=2_000)])
+    assert (result.finish_reason, result.error_code, result.text) == ("error", "generation_stalled", "")
+    assert result.error == "the generation ran past its time budget of 2 s"
+    assert result.completion_tokens < 2_000
+    # The budget counts from the end of grammar setup and is checked before every token: one token late at most.
+    assert result.timings["generate_s"] < budget_s + 30
