@@ -35,6 +35,7 @@ def _calls(ids: dict[str, str], tenant: str) -> dict[str, tuple[str, str, dict[s
     """Every route that takes an id, aimed at `ids` (method, path, json body)."""
     return {
         "GET /v1/documents/{id}": ("GET", f"/v1/documents/{ids['document']}", None),
+        "GET /v1/documents/{id}/pages/{n}": ("GET", f"/v1/documents/{ids['document']}/pages/1", None),
         "GET /v1/extractions/{id}": ("GET", f"/v1/extractions/{ids['job']}", None),
         "GET /v1/schemas/{name}": ("GET", f"/v1/schemas/{ids['schema']}", None),
         "POST /v1/extractions (document_id)": (
