@@ -13,6 +13,7 @@
     page: 1,
     pages: 1,
     pageSize: null,
+    pageToken: 0,
     imageUrl: null,
     editing: false,
     busy: false,
@@ -200,6 +201,9 @@
   }
 
   async function loadPage(number) {
+    // Only the latest request may show its page: fast key presses start several.
+    const token = ++state.pageToken;
+    $("page-image").dataset.loaded = "false";
     state.page = Math.max(1, Math.min(number, state.pages));
     $("page-label").textContent = "Page " + state.page + " of " + state.pages;
     const pdf = state.review.media_type === "application/pdf";
@@ -209,11 +213,12 @@
     try {
       const path = "/v1/documents/" + encodeURIComponent(state.review.document_id) + "/pages/" + state.page;
       const response = await api("GET", path);
+      const blob = await response.blob();
+      if (token !== state.pageToken) return;
       state.pageSize = [
         parseFloat(response.headers.get("X-Page-Width-Pt")),
         parseFloat(response.headers.get("X-Page-Height-Pt")),
       ];
-      const blob = await response.blob();
       if (state.imageUrl) URL.revokeObjectURL(state.imageUrl);
       state.imageUrl = URL.createObjectURL(blob);
       const image = $("page-image");
@@ -248,6 +253,8 @@
         }
       }
     }
+    const first = layer.querySelector(".highlight:not(.other)");
+    if (first) first.scrollIntoView({ block: "nearest", inline: "nearest" });
   }
 
   // --- decisions ---------------------------------------------------------------------------------
@@ -361,7 +368,10 @@
     $("edit-form").addEventListener("submit", saveEdit);
     $("edit-cancel").addEventListener("click", stopEdit);
     $("page-image").addEventListener("load", () => {
-      $("page-image").dataset.loaded = "true";
+      const image = $("page-image");
+      // A page replaced before it finished loading says nothing about the one now asked for.
+      if (image.dataset.page !== String(state.page) || image.src !== state.imageUrl) return;
+      image.dataset.loaded = "true";
       drawHighlights();
     });
     window.addEventListener("resize", drawHighlights);
