@@ -14,6 +14,7 @@ from typing import Any
 from evaluation.aci import ACI_FIELDS, clinical_record_to_gold_shape, field_matches
 from evaluation.datasets import DatasetKind
 from evaluation.kleister import nda_record_to_labels
+from evaluation.reviewed import reviewed_correct
 from workers.pipeline.confidence import field_of
 
 
@@ -61,7 +62,12 @@ def value_outcomes(kind: DatasetKind, name: str, record: dict[str, Any], gold: A
     data = record.get("data")
     if not isinstance(data, dict):
         return []
-    correct = _kleister_correct(data, gold) if kind == "kleister" else _aci_correct(data, gold)
+    if kind == "kleister":
+        correct = _kleister_correct(data, gold)
+    elif kind == "reviewed":
+        correct = reviewed_correct(data, gold)
+    else:
+        correct = _aci_correct(data, gold)
     confidence = record.get("confidence") or {}
     signals = (record.get("signals") or {}).get("values") or {}
     return [

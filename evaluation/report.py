@@ -18,6 +18,7 @@ from evaluation.calibration_metrics import CalibrationReport, calibration_report
 from evaluation.datasets import DatasetKind
 from evaluation.kleister import nda_record_to_labels, score_kleister
 from evaluation.outcomes import ValueOutcome, value_outcomes
+from evaluation.reviewed import score_reviewed
 from evaluation.runner import Prediction
 from evaluation.scoring import FieldScores
 from workers.pipeline.calibration import Calibration, confidences
@@ -38,6 +39,9 @@ def field_scores(kind: DatasetKind, predictions: Sequence[Prediction]) -> dict[s
     """Per-field counts (a failed document predicts nothing)."""
     if kind == "kleister":
         return score_kleister((nda_record_to_labels(p.record["data"]) if p.record else [], p.gold) for p in predictions)
+    if kind == "reviewed":
+        fields = sorted({f for p in predictions for f in p.gold})
+        return score_reviewed((((p.record["data"] if p.record else {}), p.gold) for p in predictions), fields)
     empty = dict.fromkeys(("patient_age", "patient_sex", "chief_complaint"))
     return score_aci(
         (clinical_record_to_gold_shape(p.record["data"]) if p.record else empty, p.gold) for p in predictions

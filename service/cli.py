@@ -1,5 +1,5 @@
 """The `abstractor` command: extract, evaluate, check JSON Schemas, serve the REST API, migrate the store,
-anchor and verify the audit trail."""
+export reviewed records as gold, anchor and verify the audit trail."""
 
 from __future__ import annotations
 
@@ -193,6 +193,53 @@ def batch(
     run_cli_batch(
         source, schema, out=out, tenant=tenant, wait=wait, retry_failed=retry_failed, follow_symlinks=follow_symlinks
     )
+
+
+@app.command("export-gold")
+def export_gold(
+    schema: Annotated[str, typer.Option("--schema", "-s", help="Schema name whose finished reviews are written.")],
+    batch: Annotated[str | None, typer.Option("--batch", help="Only this batch's documents (its id).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Folder to write (default: DATA_DIR/gold/<schema>).")] = None,
+    tenant: Annotated[str, typer.Option(help="Tenant whose reviews are exported.")] = "local",
+) -> None:
+    """Write reviewed records as a gold set: `abstractor eval OUT --schema NAME` scores against it.
+
+    Last stdout line: a JSON summary naming the files (reviewed.jsonl, documents/, and predictions of the
+    reviewed and of the model's records for `eval --predictions`).
+    """
+    import uuid
+
+    from service.reviews.gold import export_gold as write_gold
+    from service.store import repositories as repo
+    from service.store.errors import StoreError
+    from service.store.session import make_engine, make_session_factory
+
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    try:
+        batch_id = None if batch is None else uuid.UUID(batch)
+    except ValueError:
+        fail("invalid_option", "--batch must be a batch id (a UUID)")
+    engine = make_engine(settings.database_url, hide_parameters=True)
+    try:
+        factory = make_session_factory(engine)
+        with factory() as session:
+            found = repo.get_tenant_by_name(session, tenant)
+        if found is None:
+            fail("unknown_tenant", "no tenant of that name")
+        summary = write_gold(
+            factory,
+            tenant_id=found.id,
+            schema_name=schema.split("@", 1)[0],
+            out=out or settings.data_dir / "gold" / schema.split("@", 1)[0],
+            batch_id=batch_id,
+            blob_dir=settings.blob_dir,
+        )
+    except StoreError as e:
+        fail(e.code, e.message, e.details)
+    finally:
+        engine.dispose()
+    sys.stdout.write(json.dumps(vars(summary)) + "\n")
 
 
 @app.command()

@@ -27,7 +27,9 @@ from workers.errors import WorkerError
 from workers.pipeline.calibration import CalibrationKey, find_calibration
 from workers.pipeline.run import extract_document
 
-DirectoryArg = Annotated[Path, typer.Argument(help="Kleister-NDA folder (labels.tsv) or ACI-Bench folder.")]
+DirectoryArg = Annotated[
+    Path, typer.Argument(help="Kleister-NDA folder (labels.tsv), ACI-Bench folder, or an `export-gold` folder.")
+]
 SchemaOpt = Annotated[str, typer.Option("--schema", "-s", help="nda for Kleister-NDA, clinical_note for ACI.")]
 LimitOpt = Annotated[int | None, typer.Option(help="Only the first N documents (after the split).")]
 PredictionsOpt = Annotated[
@@ -39,11 +41,14 @@ PredictionsOpt = Annotated[
 def _items(directory: Path, kind: str, split: str, limit: int | None) -> list[tuple[str, Any, Any]]:
     """(name, source, gold) triples of the split: a PDF path for Kleister-NDA, note text for ACI-Bench."""
     from evaluation import load_aci, load_kleister
+    from evaluation.reviewed import load_reviewed
     from evaluation.runner import in_split
 
     items: list[tuple[str, Any, Any]]
     if kind == "kleister":
         items = [(p.name, p, gold) for p, gold in load_kleister(directory)]
+    elif kind == "reviewed":
+        items = list(load_reviewed(directory))
     else:
         items = [(eid, text.encode("utf-8"), gold) for eid, text, gold in load_aci(directory)]
     items = [item for item in items if in_split(item[0], split)]  # type: ignore[arg-type]
@@ -74,7 +79,13 @@ def _predict(
         kind = detect_dataset(directory)
     except DatasetError as e:
         fail(e.code, str(e))
-    if DATASET_SCHEMA[kind] != spec.name:
+    if kind == "reviewed":
+        from evaluation.reviewed import reviewed_schemas
+
+        labelled = reviewed_schemas(directory)
+        if labelled and labelled != {spec.name}:
+            fail("schema_mismatch", f"the reviewed records are for schema {sorted(labelled)}, not {spec.name!r}")
+    elif DATASET_SCHEMA[kind] != spec.name:
         fail("schema_mismatch", f"{kind} is labelled for schema {DATASET_SCHEMA[kind]!r}, not {spec.name!r}")
     items = _items(directory, kind, split, limit)
     engines: list[Engine] = []

@@ -138,6 +138,14 @@ class Settings(BaseSettings):
         default=0.6, ge=0, le=1, description="Calibrated values below this are flagged low_confidence for review."
     )
 
+    # Human review (`/review`, docs/review.md): page images and the queue.
+    page_image_max_side_px: int = Field(
+        default=1600, ge=200, le=4000, description="Page images (GET /v1/documents/{id}/pages/{n}) fit this size."
+    )
+    page_image_cache_mb: int = Field(
+        default=256, ge=0, description="Rendered page images kept under DATA_DIR/cache/pages (0: none kept)."
+    )
+
     # Chunking (tokens of document text per prompt, and overlap between neighbouring chunks).
     chunk_tokens: int = 1800
     chunk_overlap_tokens: int = 150

@@ -13,7 +13,7 @@ from service.api.context import ApiContext, Background
 from service.api.errors import install_error_handlers
 from service.api.guard import HttpGuard
 from service.api.observability import Metrics, RequestContextMiddleware, quiet_content_loggers
-from service.api.routers import admin, batches, documents, extractions, health, schemas
+from service.api.routers import admin, batches, documents, extractions, health, review_page, reviews, schemas
 from service.api.throttle import AuthThrottle
 from service.api.usecases.auth import flush_auth_failures
 from service.api.usecases.health import job_counts
@@ -101,10 +101,12 @@ def create_app(
     for router in (
         documents.router,
         extractions.router,
+        reviews.router,
         batches.router,
         schemas.router,
         admin.router,
         health.router,
+        review_page.router,
     ):
         app.include_router(router)
     return app

@@ -61,6 +61,12 @@ MESSAGES: dict[str, str] = {
     "webhooks_disabled": "webhooks are off: the operator has set no ABSTRACTOR_WEBHOOK_SECRET; poll instead",
     "parquet_unavailable": "Parquet export needs pyarrow on the server",
     "bad_format": "unknown export format",
+    # Page images and reviews.
+    "no_page_images": "only PDF documents have page images",
+    "not_reviewable": "only a succeeded job's record can be reviewed",
+    "unknown_field": "no such field in the job's schema",
+    "invalid_decision": "the decision does not fit its action (details.reason names what)",
+    "invalid_correction": "the corrected value does not satisfy the job's schema",
     # A failed job (`error` of GET /v1/extractions/{id}).
     "invalid_json": "the model's output is not JSON",
     "validation_failed": "the model's output does not satisfy the schema",

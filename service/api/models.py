@@ -71,8 +71,12 @@ class RecordOut(BaseModel):
     )
 
 
+ReviewStateName = Literal["unreviewed", "in_review", "reviewed"]
+
+
 class ExtractionOut(BaseModel):
-    """A job: its status and, once succeeded, its record."""
+    """A job: its status and, once succeeded, its record (`result`: the current version, reviewers' decisions
+    applied; `model_result`: the model's own, never changed)."""
 
     id: uuid.UUID
     status: Literal["queued", "running", "succeeded", "failed"]
@@ -87,6 +91,8 @@ class ExtractionOut(BaseModel):
     error: ErrorInfo | None = None
     timings: dict[str, Any] | None = None
     result: RecordOut | None = None
+    model_result: RecordOut | None = None
+    review_state: ReviewStateName | None = Field(default=None, description="Once succeeded: where its review is.")
 
 
 class SchemaIn(BaseModel):
@@ -194,3 +200,79 @@ class BatchOut(BaseModel):
     counts: dict[str, int]
     done: bool
     new_jobs: int | None = Field(default=None, description="On creation: jobs queued now (the rest existed).")
+
+
+class ReviewDecisionIn(BaseModel):
+    """A reviewer's decision on one field (`correct` needs `value`), or `finish` (no field) to close the review."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    action: Literal["accept", "correct", "reject", "finish"]
+    field: str | None = Field(
+        default=None, min_length=1, max_length=200, description="A top-level field of the schema."
+    )
+    value: Any = Field(default=None, description="The corrected value (`correct` only), checked against the schema.")
+
+
+class Reviewer(BaseModel):
+    """Who decided: the API key's id and name."""
+
+    key_id: uuid.UUID | None
+    name: str
+
+
+class ReviewDecisionOut(BaseModel):
+    """One stored decision (append-only); `evidence`/`flags` come from grounding a corrected value again."""
+
+    id: int
+    field: str | None
+    action: Literal["accept", "correct", "reject", "finish"]
+    value: Any = None
+    evidence: dict[str, Any] | None = None
+    flags: list[dict[str, Any]] | None = None
+    reviewer: Reviewer
+    created_at: dt.datetime
+
+
+class ReviewFieldOut(BaseModel):
+    """A field as the reviewer sees it: its lowest value confidence, the model's value and the current one."""
+
+    name: str
+    confidence: float | None
+    model_value: Any = None
+    value: Any = None
+    decision: Literal["accept", "correct", "reject"] | None = None
+
+
+class ReviewOut(BaseModel):
+    """A job's review: fields by confidence (lowest first), both versions of the record, every decision."""
+
+    job_id: uuid.UUID
+    document_id: uuid.UUID
+    media_type: str
+    schema_name: str
+    schema_version: int
+    state: ReviewStateName
+    fields: list[ReviewFieldOut]
+    current: RecordOut
+    model: RecordOut
+    decisions: list[ReviewDecisionOut]
+    reviewers: list[Reviewer]
+
+
+class ReviewQueueItem(BaseModel):
+    """A succeeded job that is not reviewed yet."""
+
+    job_id: uuid.UUID
+    document_id: uuid.UUID
+    schema_name: str
+    schema_version: int
+    state: ReviewStateName
+    lowest_confidence: float | None
+    created_at: dt.datetime
+
+
+class ReviewQueue(BaseModel):
+    """Jobs needing review, lowest field confidence first (records that state nothing last)."""
+
+    items: list[ReviewQueueItem]

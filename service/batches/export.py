@@ -1,6 +1,7 @@
 """Exporting a batch: one row per distinct document, as JSONL (the full record), CSV or Parquet.
 
-CSV and Parquet flatten the record's data fields into `data.<field>` columns (nested values as JSON);
+CSV and Parquet flatten the record's data fields into `data.<field>` columns (nested values as JSON), and
+the reviewed version's into `reviewed.<field>` beside `review_state` and `reviewers`;
 Parquet is written when pyarrow is installed. Rows are read a page at a time, in manifest order.
 The API streams the same rows (`GET /v1/batches/{id}/results`); the CLI's batch writes files.
 """
@@ -11,15 +12,17 @@ import csv
 import io
 import json
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.errors import BatchError
+from service.jobs.resolve import job_schema
+from service.reviews.records import reviewed
 from service.store import repositories as repo
-from service.store.models import BatchItem, Job, JobStatus, Result
+from service.store.models import BatchItem, Job, JobStatus, Result, ReviewDecision
 
 EXPORT_FORMATS = ("jsonl", "csv", "parquet")
 _PAGE = 500
@@ -27,9 +30,20 @@ _PAGE = 500
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
-def export_row(item: BatchItem, job: Job | None, result: Result | None) -> dict[str, Any]:
-    """One document's line: who it is, how its job ended, and (when succeeded) the record."""
+def export_row(
+    item: BatchItem,
+    job: Job | None,
+    result: Result | None,
+    decisions: Sequence[ReviewDecision] = (),
+    json_schema: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """One document's line: who it is, how its job ended, (when succeeded) the record, and its review.
+
+    `data` stays the model's output; `reviewed_data` is the current version (reviewers' decisions
+    applied), `review_state` where the review is and `reviewers` who made them.
+    """
     quality: dict[str, Any] = (result.flags or {}) if result is not None else {}
+    review = None if result is None else reviewed(result, decisions, json_schema or {})
     return {
         "name": item.name,
         "sha256": item.sha256,
@@ -45,6 +59,9 @@ def export_row(item: BatchItem, job: Job | None, result: Result | None) -> dict[
         "flags": None if result is None else quality.get("items", []),
         "confidence": None if result is None else quality.get("confidence", {}),
         "calibration": None if result is None else (quality.get("calibration") or {}).get("status", "uncalibrated"),
+        "review_state": None if review is None else review["state"],
+        "reviewed_data": None if review is None else review["current"]["data"],
+        "reviewers": None if review is None else review["reviewers"],
     }
 
 
@@ -54,7 +71,21 @@ def iter_export_rows(session_factory: sessionmaker[Session], batch_id: uuid.UUID
     while True:
         with session_factory() as session:
             page = repo.batch_rows(session, batch_id, after_id=after, limit=_PAGE)
-            rows = [export_row(item, job, result) for item, job, result in page]
+            decisions = repo.review_decisions_for_jobs(session, [job.id for _, job, _ in page if job is not None])
+            schemas: dict[str, Mapping[str, Any]] = {}
+            rows = []
+            for item, job, result in page:
+                if job is not None and job.schema_ref not in schemas:
+                    schemas[job.schema_ref] = job_schema(session, job).json_schema()
+                rows.append(
+                    export_row(
+                        item,
+                        job,
+                        result,
+                        decisions.get(job.id, []) if job is not None else [],
+                        schemas.get(job.schema_ref) if job is not None else None,
+                    )
+                )
             ids = [item.id for item, _, _ in page]
         yield from rows
         if len(page) < _PAGE:
@@ -87,7 +118,17 @@ def flat_rows(rows: Sequence[dict[str, Any]]) -> tuple[list[str], list[dict[str,
     for row in rows:
         if isinstance(row["data"], dict):
             fields.update(dict.fromkeys(row["data"]))
-    columns = [*_FIXED, *(f"data.{f}" for f in fields), "flags", "min_confidence", "confidence", "calibration"]
+    columns = [
+        *_FIXED,
+        *(f"data.{f}" for f in fields),
+        "flags",
+        "min_confidence",
+        "confidence",
+        "calibration",
+        "review_state",
+        *(f"reviewed.{f}" for f in fields),
+        "reviewers",
+    ]
     out = []
     for row in rows:
         data = row["data"] if isinstance(row["data"], dict) else {}
@@ -98,6 +139,11 @@ def flat_rows(rows: Sequence[dict[str, Any]]) -> tuple[list[str], list[dict[str,
         flat["min_confidence"] = min(scores.values()) if scores else None
         flat["confidence"] = scores or None
         flat["calibration"] = row.get("calibration")
+        flat["review_state"] = row.get("review_state")
+        reviewed_data = row.get("reviewed_data")
+        current: dict[str, Any] = reviewed_data if isinstance(reviewed_data, dict) else {}
+        flat.update({f"reviewed.{f}": current.get(f) for f in fields})
+        flat["reviewers"] = ", ".join(r["name"] for r in row.get("reviewers") or []) or None
         out.append(flat)
     return columns, out
 

@@ -95,6 +95,15 @@ class BlobStorage(enum.StrEnum):
     FILE = "file"
 
 
+class ReviewAction(enum.StrEnum):
+    """A reviewer's decision on one field, or the end of a review (`finish`, no field)."""
+
+    ACCEPT = "accept"
+    CORRECT = "correct"
+    REJECT = "reject"
+    FINISH = "finish"
+
+
 class AuditOutcome(enum.StrEnum):
     """How the audited action ended."""
 
@@ -364,4 +373,27 @@ class WebhookDelivery(Base):
     gave_up_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     last_status_code: Mapped[int | None] = mapped_column(Integer)
     last_error: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, server_default=func.now())
+
+
+class ReviewDecision(Base):
+    """One reviewer decision on a job's record: append-only (a trigger refuses UPDATE), the record is never rewritten.
+
+    The record's current version is the model's output (`results`) with each field's latest decision
+    applied; `value` is the corrected value, with its `evidence` and `flags` from grounding it again.
+    """
+
+    __tablename__ = "review_decisions"
+    __table_args__ = (Index("ix_review_decisions_job_id_id", "job_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    field: Mapped[str | None] = mapped_column(String(200))
+    action: Mapped[ReviewAction] = mapped_column(_enum(ReviewAction, "review_action"))
+    value: Mapped[Any] = mapped_column(JSONType, nullable=True)
+    evidence: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    flags: Mapped[list[Any] | None] = mapped_column(JSONType)
+    reviewer_key_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    reviewer_name: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, server_default=func.now())

@@ -15,12 +15,13 @@ class Page:
     end: int
     has_text: bool = True
     source: str = "text_layer"  # "text_layer" | "ocr" | "none"
-    # OCR pages only: every recognised word with its box, and the page's mean word confidence (0..1).
+    # Every word with its box: recognised by OCR, or placed by pdfium on text-layer pages (`boxes`).
     words: tuple[Word, ...] = ()
+    # OCR pages only: the page's mean word confidence (0..1).
     ocr_confidence: float | None = None
     # True when ocr_confidence fell below OcrSpec.min_confidence: the text may be wrong, flag what cites it.
     low_confidence: bool = False
-    # The page as displayed (rotation applied), in points; set for OCR pages, the frame of the word boxes.
+    # The page as displayed (rotation applied), in points: the frame of the word boxes (set when there are any).
     size: tuple[float, float] | None = None
     # OCR pages only: clockwise degrees the engine turned the page to read it upright (0, 90, 180, 270).
     rotation: int = 0
@@ -28,7 +29,7 @@ class Page:
 
 @dataclass(frozen=True)
 class Word:
-    """An OCR word: `[start, end)` in the canonical text and its box on the page.
+    """A word: `[start, end)` in the canonical text and its box on the page (confidence 1.0 on text layers).
 
     The box is in points (1/72 inch) from the top-left corner of the page as displayed (its /Rotate
     applied), y growing downwards: the frame a viewer draws highlights in.
@@ -86,6 +87,8 @@ class LimitsSpec:
     max_chars: int = 2_000_000
     timeout_s: float = 15.0
     memory_mb: int = 1024
+    # Word boxes for text-layer PDF pages (pdfium, in a child of its own), so evidence can be highlighted.
+    text_boxes: bool = True
     # None: pages without a text layer stay empty (flagged); the service turns OCR on from its Settings.
     ocr: OcrSpec | None = None
 
@@ -130,9 +133,9 @@ class Document:
 
 
 def boxes_for_span(doc: Document, start: int, end: int) -> tuple[WordBox, ...]:
-    """The boxes of the OCR words that overlap `[start, end)` of `doc.text`, in text order.
+    """The boxes of the words that overlap `[start, end)` of `doc.text`, in text order.
 
-    Empty for spans on text-layer pages (their text carries no boxes) and for empty spans.
+    Empty for spans on pages without word boxes (plain text, a failed boxes child) and for empty spans.
     """
     if end <= start:
         return ()

@@ -8,6 +8,7 @@ import os
 import time
 from pathlib import Path
 
+from workers.documents.boxes import text_layer_words, with_text_boxes
 from workers.documents.errors import DocumentError
 from workers.documents.model import Document, LimitsSpec, OcrSpec
 from workers.documents.ocr import OcrResult, needs_ocr, run_ocr, with_ocr_pages
@@ -51,6 +52,10 @@ def read_document(
     text, pages = join_pages(page_texts)
     if ocr is not None and limits.ocr is not None:
         pages = with_ocr_pages(pages, ocr, limits.ocr.min_confidence)
+    if kind == PDF and limits.text_boxes:
+        wanted = [(p.number, text[p.start : p.end]) for p in pages if p.source == "text_layer"]
+        found = text_layer_words(data, password=password, pages=wanted, limits=limits, warnings=warnings)
+        pages = with_text_boxes(pages, found)
     if len(text) > limits.max_chars:
         raise DocumentError(
             "too_large",

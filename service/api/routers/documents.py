@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Path, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from service.api.errors import ApiError
@@ -12,6 +12,7 @@ from service.api.models import DocumentOut
 from service.api.routers.deps import COMMON_ERRORS, NOT_FOUND, Ctx, RequestId, Tenant, _error
 from service.api.uploads import FILE_FIELD, spool_upload
 from service.api.usecases import documents as usecases
+from service.api.usecases import pages
 
 router = APIRouter(prefix="/v1/documents", tags=["documents"], responses=COMMON_ERRORS)
 
@@ -77,3 +78,36 @@ async def upload_document(
 def read_document(document_id: uuid.UUID, ctx: Ctx, actor: Tenant, request_id: RequestId) -> DocumentOut:
     """Metadata only: the bytes never leave through the API."""
     return usecases.read_document(ctx, actor, request_id, document_id)
+
+
+_PNG = {"content": {"image/png": {"schema": {"type": "string", "format": "binary"}}}}
+_PAGE_HEADERS = {
+    "X-Page-Width-Pt": {"description": "The page's width as displayed, in points.", "schema": {"type": "string"}},
+    "X-Page-Height-Pt": {"description": "The page's height as displayed, in points.", "schema": {"type": "string"}},
+}
+
+
+@router.get(
+    "/{document_id}/pages/{page}",
+    response_class=Response,
+    summary="One page of a PDF as a PNG image",
+    responses={
+        200: {**_PNG, "description": "At most ABSTRACTOR_PAGE_IMAGE_MAX_SIDE_PX a side.", "headers": _PAGE_HEADERS},
+        404: _error("Unknown document or page, or another tenant's document (indistinguishable)."),
+    },
+)
+def read_page_image(
+    document_id: uuid.UUID,
+    ctx: Ctx,
+    actor: Tenant,
+    request_id: RequestId,
+    page: int = Path(ge=1, le=100_000, description="1-based page number."),
+) -> Response:
+    """Evidence boxes are in points on the page as displayed: scale them by the image's width / `X-Page-Width-Pt`."""
+    image = pages.read_page_image(ctx, actor, request_id, document_id, page)
+    headers = {
+        "X-Page-Width-Pt": f"{image.width_pt:.2f}",
+        "X-Page-Height-Pt": f"{image.height_pt:.2f}",
+        "Cache-Control": "private, no-store",
+    }
+    return Response(content=image.png, media_type="image/png", headers=headers)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import uuid
-from typing import Any
+
+from sqlalchemy.orm import Session
 
 from schemas.errors import UnknownSchemaError
 from service.api.context import Actor, ApiContext
@@ -13,27 +14,23 @@ from service.api.messages import job_error_message, public_code
 from service.api.models import ErrorInfo, ExtractionIn, ExtractionOut, RecordOut
 from service.api.usecases.common import check_webhook, not_found, record, record_refusal
 from service.jobs.identity import ModelRef
-from service.jobs.resolve import resolve_schema
+from service.jobs.resolve import job_schema, resolve_schema
 from service.jobs.submit import SubmittedBy, submit_job
+from service.reviews.records import reviewed
 from service.store import repositories as repo
 from service.store.models import AuditOutcome, Job, Result
 
 log = logging.getLogger(__name__)
 
 
-def _extraction_out(job: Job, result: Result | None) -> ExtractionOut:
-    record_out = None
+def _extraction_out(session: Session, job: Job, result: Result | None) -> ExtractionOut:
+    record_out = model_out = None
+    state = None
     if result is not None:
-        quality: dict[str, Any] = result.flags or {}
-        record_out = RecordOut(
-            data=result.data,
-            evidence=result.evidence or {},
-            flags=list(quality.get("items", [])),
-            model=quality.get("model"),
-            document=quality.get("document"),
-            confidence=quality.get("confidence") or {},
-            calibration=quality.get("calibration") or {"status": "uncalibrated"},
+        view = reviewed(
+            result, repo.list_review_decisions(session, job.tenant_id, job.id), job_schema(session, job).json_schema()
         )
+        record_out, model_out, state = RecordOut(**view["current"]), RecordOut(**view["model"]), view["state"]
     error = None
     if job.error_code is not None:
         error = ErrorInfo(code=public_code(job.error_code), message=job_error_message(job.error_code))
@@ -51,6 +48,8 @@ def _extraction_out(job: Job, result: Result | None) -> ExtractionOut:
         error=error,
         timings=job.timings,
         result=record_out,
+        model_result=model_out,
+        review_state=state,
     )
 
 
@@ -72,7 +71,7 @@ def submit_extraction(ctx: ApiContext, actor: Actor, request_id: str, body: Extr
                 webhook_url=webhook_url,
                 by=SubmittedBy(actor.name, request_id),
             )
-            out = _extraction_out(job, repo.get_result(session, tenant_id, job.id))
+            out = _extraction_out(session, job, repo.get_result(session, tenant_id, job.id))
     except (NotFoundError, UnprocessableError, UnknownSchemaError) as e:
         record_refusal(ctx, actor, request_id, "extraction.submit", "document", body.document_id, e)
         raise
@@ -111,7 +110,7 @@ def read_extraction(ctx: ApiContext, actor: Actor, request_id: str, job_id: uuid
                 AuditOutcome.SUCCESS,
                 {"status": job.status.value, "result_id": None if result is None else result.id},
             )
-            out = _extraction_out(job, result)
+            out = _extraction_out(session, job, result)
     if out is None:
         raise not_found("extraction")
     return out

@@ -1,7 +1,7 @@
 """Repositories: small functions over a Session that flush but never commit (the caller owns it).
 
 One module per aggregate (tenants, API keys, documents, user schemas, jobs, results, outbox, batches,
-webhook deliveries), all re-exported here so that callers write `repo.create_job(...)` after
+webhook deliveries, review decisions), all re-exported here so that callers write `repo.create_job(...)` after
 `from service.store import repositories as repo`. Tenant scoping is in the signatures: every read the
 API makes takes a `tenant_id`, and another tenant's id simply finds nothing. Unique races are settled
 inside a SAVEPOINT, so a losing insert leaves the caller's transaction usable and returns the winner's
@@ -41,6 +41,13 @@ from service.store.repositories.outbox import (
     release_outbox,
 )
 from service.store.repositories.results import get_result, save_result
+from service.store.repositories.reviews import (
+    add_review_decision,
+    get_api_key,
+    list_review_decisions,
+    review_decisions_for_jobs,
+    reviewable_jobs,
+)
 from service.store.repositories.tenants import create_tenant, get_tenant, get_tenant_by_name
 from service.store.repositories.user_schemas import (
     get_user_schema,
@@ -63,6 +70,7 @@ __all__ = [
     "add_batch_item",
     "add_document",
     "add_outbox",
+    "add_review_decision",
     "batch_job_ids",
     "batch_rows",
     "batch_status_counts",
@@ -76,6 +84,7 @@ __all__ = [
     "enqueue_job_webhook",
     "find_api_key",
     "find_batch",
+    "get_api_key",
     "get_batch",
     "get_document",
     "get_job",
@@ -84,6 +93,7 @@ __all__ = [
     "get_tenant_by_name",
     "get_user_schema",
     "jobs_with_unsent_outbox",
+    "list_review_decisions",
     "list_user_schemas",
     "load_job",
     "lock_overdue_runs",
@@ -94,6 +104,8 @@ __all__ = [
     "record_webhook_attempt",
     "register_user_schema",
     "release_outbox",
+    "review_decisions_for_jobs",
+    "reviewable_jobs",
     "revoke_api_key",
     "save_result",
     "set_batch_item_job",

@@ -35,7 +35,10 @@ def _calls(ids: dict[str, str], tenant: str) -> dict[str, tuple[str, str, dict[s
     """Every route that takes an id, aimed at `ids` (method, path, json body)."""
     return {
         "GET /v1/documents/{id}": ("GET", f"/v1/documents/{ids['document']}", None),
+        "GET /v1/documents/{id}/pages/{n}": ("GET", f"/v1/documents/{ids['document']}/pages/1", None),
         "GET /v1/extractions/{id}": ("GET", f"/v1/extractions/{ids['job']}", None),
+        "GET /v1/reviews/{id}": ("GET", f"/v1/reviews/{ids['job']}", None),
+        "POST /v1/reviews/{id}": ("POST", f"/v1/reviews/{ids['job']}", {"action": "accept", "field": "term"}),
         "GET /v1/schemas/{name}": ("GET", f"/v1/schemas/{ids['schema']}", None),
         "POST /v1/extractions (document_id)": (
             "POST",
@@ -86,7 +89,7 @@ def test_foreign_ids_answer_exactly_like_unknown_ids(
         if "schemas" in route
         else owned["key"]
         if admin
-        else owned["job" if "extractions/{id}" in route else "document"]
+        else owned["job" if "extractions/{id}" in route or "reviews" in route else "document"]
     )
     if "schemas" in route:
         return  # schema reads are not audited reads of documents or results; covered by the 404 above

@@ -27,8 +27,18 @@ from service.store.session import (
 REPO_ROOT = Path(__file__).resolve().parents[3]
 TABLES = {table.name for table in Base.metadata.sorted_tables}
 TRIGGERS = {
-    "postgresql": {"audit_events_no_update_delete", "audit_events_no_truncate", "user_schemas_freeze_used"},
-    "sqlite": {"audit_events_no_update", "audit_events_no_delete", "user_schemas_freeze_used"},
+    "postgresql": {
+        "audit_events_no_update_delete",
+        "audit_events_no_truncate",
+        "user_schemas_freeze_used",
+        "review_decisions_no_update",
+    },
+    "sqlite": {
+        "audit_events_no_update",
+        "audit_events_no_delete",
+        "user_schemas_freeze_used",
+        "review_decisions_no_update",
+    },
 }
 
 
@@ -75,11 +85,14 @@ def test_upgrade_downgrade_round_trip(fresh_url: str, app_role: str) -> None:
         assert current_revision(engine) is None
 
         # One step at a time, so every revision's downgrade is exercised on its own too.
-        for _ in range(4):
+        for _ in range(5):
             run_migrations(fresh_url, "+1", app_role=app_role)
         assert current_revision(engine) == head_revision()
+        downgrade(fresh_url, "-1", app_role=app_role)  # 0005: review decisions gone, with their trigger
+        assert _tables(engine) == TABLES - {"review_decisions"}
+        assert "review_decisions_no_update" not in _triggers(engine)
         downgrade(fresh_url, "-1", app_role=app_role)  # 0004: batches and webhooks gone, jobs keeps its rows' shape
-        assert _tables(engine) == TABLES - {"batches", "batch_items", "webhook_deliveries"}
+        assert _tables(engine) == TABLES - {"batches", "batch_items", "webhook_deliveries", "review_decisions"}
         assert "webhook_url" not in {c["name"] for c in inspect(engine).get_columns("jobs")}
         downgrade(fresh_url, "-1", app_role=app_role)
         if engine.dialect.name == "postgresql":
@@ -123,6 +136,10 @@ def test_app_role_privileges(pg_engine: Engine, app_role: str) -> None:
     ):
         assert all(can(table, p) for p in ("SELECT", "INSERT", "UPDATE", "DELETE")), table
         assert not can(table, "TRUNCATE"), table
+    # Review decisions are appended, never rewritten: the app may read and add, nothing more.
+    assert can("review_decisions", "SELECT") and can("review_decisions", "INSERT")
+    for privilege in ("UPDATE", "DELETE", "TRUNCATE"):
+        assert not can("review_decisions", privilege), privilege
     assert can("alembic_version", "SELECT") and not can("alembic_version", "UPDATE")
     with pg_engine.connect() as connection:
         query = "SELECT NOT rolsuper AND NOT rolcanlogin AND NOT rolbypassrls FROM pg_roles WHERE rolname = :r"

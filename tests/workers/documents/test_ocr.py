@@ -177,7 +177,7 @@ def test_ocr_words_land_at_canonical_offsets_with_boxes() -> None:
     start = text.index("words")
     boxes = boxes_for_span(doc, start, start + len("words here"))
     assert [(b.page, b.x0, b.confidence) for b in boxes] == [(2, 70, 0.5), (2, 120, 0.9)]
-    assert boxes_for_span(doc, 0, 4) == ()  # a text-layer page carries no boxes
+    assert boxes_for_span(doc, 0, 4) == ()  # a page without word boxes gives none
 
 
 def test_quality_measures() -> None:
@@ -220,7 +220,7 @@ def test_evidence_on_an_ocr_page_carries_word_boxes_and_low_confidence_flags() -
         (192, 100, 242, 112),
         (252, 100, 302, 112),
     ]
-    # A text-layer page has no boxes: the evidence keeps its old shape.
+    # A page without word boxes (no boxes child ran here): the evidence has no `boxes`.
     assert "boxes" not in evidence["title"][0].to_dict()
     low = low_confidence_flags(evidence, doc)
     assert [(f.path, f.code) for f in low] == [("party", LOW_OCR_CONFIDENCE)]

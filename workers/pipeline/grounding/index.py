@@ -42,8 +42,8 @@ Span = tuple[int, int]
 class Evidence:
     """Where a value is written: `text == doc.text[start:end]`, inside page `page` (1-based).
 
-    On an OCR'd page `boxes` holds the recognised words the span covers, so a viewer can highlight a
-    scan; on a text-layer page it is empty.
+    `boxes` holds the words the span covers (recognised by OCR, or placed by pdfium on a text layer),
+    so a viewer can highlight the page; it is empty for plain text documents.
     """
 
     page: int
@@ -54,7 +54,7 @@ class Evidence:
     boxes: tuple[WordBox, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON shape stored with a result; `boxes` (points, top-left origin) only for OCR'd pages."""
+        """The JSON shape stored with a result; `boxes` (points, top-left of the page as displayed) when known."""
         out: dict[str, Any] = {
             "page": self.page,
             "start": self.start,
@@ -133,7 +133,7 @@ class SourceIndex:
         page = self._page_of(start, end)
         if page is None or end <= start:
             return None
-        boxes = boxes_for_span(self.doc, start, end) if self.doc.ocr_pages else ()
+        boxes = boxes_for_span(self.doc, start, end)
         return Evidence(page=page, start=start, end=end, text=self.doc.text[start:end], match=kind, boxes=boxes)
 
     def _widen(self, start: int, end: int, needle: str) -> Span:
