@@ -3,6 +3,8 @@ uvicorn on 127.0.0.1, with the embedded worker running jobs on the deterministic
 
 from __future__ import annotations
 
+import io
+import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -112,3 +114,15 @@ def audit_rows(api_pg_url: str) -> Callable[..., list[dict[str, Any]]]:
             return [dict(r._mapping) for r in result]
 
     return rows
+
+
+@pytest.fixture
+def logs() -> Iterator[io.StringIO]:
+    """Every log record of the in-process server, rendered with its arguments and extras."""
+    sink = io.StringIO()
+    handler = logging.StreamHandler(sink)
+    handler.setFormatter(logging.Formatter("%(name)s %(message)s %(__dict__)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    yield sink
+    root.removeHandler(handler)

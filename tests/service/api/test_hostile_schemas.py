@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import json
-import logging
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -119,18 +118,6 @@ CASES: dict[str, tuple[Callable[[], Any], int, str]] = {
     "boolean-subschema": (lambda: obj(**{MARKER: True}), 422, "schema_unrunnable"),
     "not-an-object": (lambda: {"type": "array", "items": {"const": MARKER}}, 422, "invalid_schema"),
 }
-
-
-@pytest.fixture
-def logs() -> Iterator[io.StringIO]:
-    """Every log record of the in-process server, rendered with its arguments and extras."""
-    sink = io.StringIO()
-    handler = logging.StreamHandler(sink)
-    handler.setFormatter(logging.Formatter("%(name)s %(message)s %(__dict__)s"))
-    root = logging.getLogger()
-    root.addHandler(handler)
-    yield sink
-    root.removeHandler(handler)
 
 
 def _post(client: httpx.Client, tenant: TenantKey, name: str, schema: Any) -> tuple[httpx.Response, float]:

@@ -9,9 +9,8 @@ backend, our use cases).
 from __future__ import annotations
 
 import io
-import logging
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -27,18 +26,6 @@ from service.api.messages import (
 from tests.support.api import TenantKey, upload
 
 MARKER = f"canary{uuid.uuid4().hex}"
-
-
-@pytest.fixture
-def logs() -> Iterator[io.StringIO]:
-    """Every log record of the in-process server, rendered with its arguments and extras."""
-    sink = io.StringIO()
-    handler = logging.StreamHandler(sink)
-    handler.setFormatter(logging.Formatter("%(name)s %(message)s %(__dict__)s"))
-    root = logging.getLogger()
-    root.addHandler(handler)
-    yield sink
-    root.removeHandler(handler)
 
 
 def _refused(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
