@@ -105,6 +105,8 @@ def test_in_process_engine_extracts_a_grounded_nda_and_fails_clearly(
         "vllm_structured_backend": backend,
         "vllm_enforce_eager": True,
         "vllm_kv_cache_gib": 2,
+        # No wall-clock bound on a model run: a CPU build without AVX-512 takes minutes for one NDA.
+        "request_timeout_s": 3600,
         "n_ctx": 4096,
         "ocr_enabled": False,
         "environment": "test",

@@ -36,7 +36,7 @@ def guidance_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VllmSe
 
 
 def engine_for(server: VllmServer, **kwargs: Any) -> OpenAICompatEngine:
-    return OpenAICompatEngine(base_url=server.base_url, model=SERVED_MODEL_NAME, timeout_s=600.0, **kwargs)
+    return OpenAICompatEngine(base_url=server.base_url, model=SERVED_MODEL_NAME, timeout_s=3600.0, **kwargs)
 
 
 def _extract(server: VllmServer, kleister_dir: Path, **options: Any) -> tuple[dict[str, Any], Any]:
