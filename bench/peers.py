@@ -61,7 +61,7 @@ class AbstractorSystem:
         from workers.engines.llamacpp import LlamaCppEngine
 
         self._engine: Any = LlamaCppEngine(cache_dir=ROOT / "var/models", n_ctx=N_CTX)
-        self.threads = int(self._engine.info.extra.get("n_threads") or os.cpu_count() or 1)
+        self.threads = int(self._engine.info.extra["n_threads"])
 
     def extract(self, doc: Any, schema_name: str, deadline: float) -> Answer:
         """`extract_document` with default options; the deadline stops new engine calls past it."""
@@ -80,11 +80,12 @@ class AbstractorSystem:
 
 def open_system(name: str, model_path: Path, threads: int | None, options: argparse.Namespace) -> System:
     """Load one system; the peers use Abstractor's thread count (and, without it, every core as it does)."""
+    from workers.engines.llamacpp import available_cores
     from workers.pipeline.run import PipelineOptions
 
     # Every model answer gets Abstractor's answer budget per request (its first try on a chunk).
     answer_tokens = PipelineOptions().max_new_tokens
-    n_threads = threads or os.cpu_count() or 1
+    n_threads = threads or available_cores()
     if name == "abstractor":
         return AbstractorSystem()
     if name == "llamacpp_grammar":

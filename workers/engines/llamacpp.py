@@ -39,6 +39,16 @@ from workers.errors import ConfigError
 log = logging.getLogger(__name__)
 
 
+def available_cores() -> int:
+    """The cores this process may run on (its affinity mask), not the machine's: under taskset, a cpuset
+    or a pinned container `os.cpu_count()` overstates them, and llama.cpp's threads spin-wait on each
+    other, so one thread too many on a busy core costs far more than one thread too few."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # no affinity masks on this platform (macOS): every core counts
+        return os.cpu_count() or 1
+
+
 class _GuardedProcessor:
     """The grammar mask, run inside llama.cpp's sampler callback; records what the callback cannot raise.
 
@@ -125,8 +135,8 @@ class LlamaCppEngine:
             digest = verify_model_file(path, model_sha256)
             name = path.stem
         started = time.perf_counter()
-        # llama-cpp-python decodes on half the cores by default; a worker owns its machine, so use all.
-        threads = n_threads or os.cpu_count() or 1
+        # llama-cpp-python decodes on half the cores by default; a worker owns its cores, so use them all.
+        threads = n_threads or available_cores()
         self._llm = Llama(
             model_path=str(path),
             n_ctx=n_ctx,

@@ -41,7 +41,7 @@ class LlamaServer:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> LlamaServer:
-        threads = str(os.cpu_count() or 1)
+        threads = str(len(os.sched_getaffinity(0)))  # the cores this process may use
         out = self.log_path.open("wb") if self.log_path is not None else subprocess.DEVNULL
         # fmt: off
         command = [
