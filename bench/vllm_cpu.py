@@ -38,11 +38,19 @@ class VllmCpuEnv:
 
     def child_env(self, threads: int | None = None) -> dict[str, str]:
         """Environment of a process running vLLM here: offline, quiet about usage, every core for torch."""
-        cores = threads or len(os.sched_getaffinity(0))
+        available = sorted(os.sched_getaffinity(0))
+        cores = available[: threads or len(available)]
         return {
             **os.environ,
             # vLLM halves torch's threads "for serving" unless told; a worker machine gives it every core.
-            "OMP_NUM_THREADS": str(cores),
+            "OMP_NUM_THREADS": str(len(cores)),
+            # And its CPU worker binds its threads to all cores but one, kept for the scheduler process
+            # ("auto"), which on a 2-core machine halves the model's speed. Every available core instead:
+            # 50.6 against 28.2 generated tokens/s with 8 requests in flight, 18.7 against 13.3 for one
+            # (16 completions of 64 tokens, both servers one after another on a 2-core AMD EPYC with
+            # AVX-512, 2026-12-05). The scheduler mostly waits on the worker.
+            "VLLM_CPU_OMP_THREADS_BIND": ",".join(str(c) for c in cores),
+            "VLLM_CPU_NUM_OF_RESERVED_CPU": "0",
             "HF_HUB_OFFLINE": "1",
             "TRANSFORMERS_OFFLINE": "1",
             "VLLM_NO_USAGE_STATS": "1",

@@ -61,7 +61,18 @@ def test_twenty_notes_through_api_relay_worker_and_vllm(
     from evaluation import load_aci
 
     notes = sorted(load_aci(shared_data / "aci-bench"), key=lambda item: len(item[1]))[:DOCUMENTS]
-    settings = queue_settings(queue_db, tmp_path / "data", broker_url=REDIS_URL, admin_token=ADMIN_TOKEN)
+    # A CPU vLLM is slow: the queue's short test limits would cut real runs, and the reconciler would
+    # republish every job still waiting behind the eight in flight (each a delivery the worker skips).
+    settings = queue_settings(
+        queue_db,
+        tmp_path / "data",
+        broker_url=REDIS_URL,
+        admin_token=ADMIN_TOKEN,
+        task_soft_time_limit_s=1800.0,
+        task_time_limit_s=1860.0,
+        broker_visibility_timeout_s=2400.0,
+        queued_timeout_s=2400.0,
+    )
     env = {
         **os.environ,
         **settings_env(settings),
@@ -71,10 +82,6 @@ def test_twenty_notes_through_api_relay_worker_and_vllm(
         "ABSTRACTOR_WORKER_CONCURRENCY": "8",
         "ABSTRACTOR_ENGINE_CONCURRENCY": "8",
         "ABSTRACTOR_REQUEST_TIMEOUT_S": "900",
-        # A CPU vLLM is slow: the queue's short test limits would cut real runs.
-        "ABSTRACTOR_TASK_SOFT_TIME_LIMIT_S": "1800",
-        "ABSTRACTOR_TASK_TIME_LIMIT_S": "1860",
-        "ABSTRACTOR_BROKER_VISIBILITY_TIMEOUT_S": "2400",
     }
     log_path = tmp_path / "worker.log"
     with log_path.open("wb") as out:
