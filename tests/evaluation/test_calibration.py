@@ -116,3 +116,24 @@ def test_a_cut_run_resumes_only_the_missing_documents_and_drops_a_torn_line(tmp_
     assert list(run_predictions(items, extract, path=path, expect=run)) and ran == ["b", "c"]  # nothing new ran
     with pytest.raises(PredictionsError, match="another run"):
         list(run_predictions(items, extract, path=path, expect={**run, "model": "other"}))
+
+
+def test_shipped_calibrations_load_for_the_embedded_model_and_were_fitted_on_the_fit_half_only() -> None:
+    """Each built-in schema ships a calibration for the embedded model and the default grammar backend."""
+    from schemas.registry import get_schema
+    from workers.engines.model_files import QWEN25_CODER_05B
+    from workers.pipeline.calibration import SHIPPED, find_calibration
+
+    files = sorted(SHIPPED.glob("*.json"))
+    assert files, "no calibration is shipped"
+    for name in ("nda", "clinical_note"):
+        key = CalibrationKey(get_schema(name).ref, QWEN25_CODER_05B.sha256, "llguidance")
+        calibration = find_calibration(key)
+        assert calibration is not None, key
+        assert calibration.fitted_on["split"] == "fit"  # never the half its figures are reported on
+        fitted = calibration.fitted_on
+        assert fitted["values"] >= 50 and 0 < fitted["right"] < fitted["values"]
+    for path in files:  # every shipped file is named for the combination it holds
+        data = json.loads(path.read_text(encoding="utf-8"))
+        key = CalibrationKey(data["key"]["schema"], data["key"]["model_sha256"], data["key"]["grammar_backend"])
+        assert key.filename() == path.name
