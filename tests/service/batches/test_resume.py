@@ -165,7 +165,9 @@ def test_ctrl_c_stops_cleanly_and_duplicates_count_once(
     shutil.copy(pdfs[0], archive / "sub" / "copy-of-first.pdf")  # same bytes, another name
     shutil.copy(kleister_dir / "labels.tsv", archive / "labels.tsv")  # not a document type: not walked
 
-    first = _start(archive, tmp_path, "--delay-s", "0.4")
+    # Each remaining document takes at least 1.5 s: the interrupt lands with four of them still to run, even
+    # when the poll below is held up behind the batch's writes.
+    first = _start(archive, tmp_path, "--delay-s", "1.5")
     killed_proc.append(first)
     _wait_for_succeeded(first, tmp_path, 2)
     first.send_signal(signal.SIGINT)
