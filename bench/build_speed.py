@@ -40,15 +40,9 @@ ROWS = (
 
 def _features() -> str:
     """The instruction sets the loaded llama.cpp was compiled with, e.g. `AVX2,AVX512,AVX512_VNNI`."""
-    import llama_cpp
+    from workers.engines.llamacpp import build_features
 
-    info = llama_cpp.llama_print_system_info().decode("utf-8", "replace")
-    keep = []
-    for part in info.replace("CPU :", "|").split("|"):
-        name, _, value = part.partition("=")
-        if value.strip() == "1" and ("AVX" in name or "AMX" in name):
-            keep.append(name.strip())
-    return ",".join(keep)
+    return ",".join(f for f in build_features() if "AVX" in f or "AMX" in f)
 
 
 def child(directory: Path, limit: int, schema_name: str, threads: int | None) -> dict[str, Any]:

@@ -36,26 +36,17 @@ def _crash_if_asked() -> None:
         os.kill(os.getpid(), signal.SIGILL)
 
 
-def _features(system_info: str) -> str:
-    """The instruction sets the build was compiled with (`AVX512 = 1 | ...` → `AVX512,...`), AMX among them."""
-    on = []
-    for part in system_info.replace("CPU :", "|").split("|"):
-        name, _, value = part.partition("=")
-        if value.strip() == "1":
-            on.append(name.strip())
-    return ",".join(on)
-
-
 def main() -> int:
     """Exit 0 when the build loads, evaluates and answers right; WRONG_ANSWER when it answers wrong."""
     import llama_cpp
 
+    from workers.engines.llamacpp import available_cores, build_features
     from workers.engines.model_files import ensure_embedded_model
     from workers.engines.quiet import quiet_llama_cpp
 
     quiet_llama_cpp()
     model = ensure_embedded_model(Path("var/models"))
-    threads = len(os.sched_getaffinity(0))
+    threads = available_cores()
     llm = llama_cpp.Llama(
         model_path=str(model), n_ctx=512, n_threads=threads, n_threads_batch=threads, verbose=False, seed=0
     )
@@ -64,7 +55,7 @@ def main() -> int:
     llm.eval(tokens)
     out: Any = llm.create_completion(_PROMPT, max_tokens=4, temperature=0.0)
     answer = str(out["choices"][0]["text"])
-    features = _features(llama_cpp.llama_print_system_info().decode("utf-8", "replace"))
+    features = ",".join(build_features())
     if _EXPECTED not in answer:
         return WRONG_ANSWER  # setup-env says so, in its one line
     print(f"llama_selfcheck ok prompt_tokens={len(tokens)} threads={threads} features={features}")

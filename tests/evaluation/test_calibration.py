@@ -130,8 +130,8 @@ def test_shipped_calibrations_load_for_the_embedded_model_and_were_fitted_on_the
         key = CalibrationKey(get_schema(name).ref, QWEN25_CODER_05B.sha256, "llguidance")
         calibration = find_calibration(key)
         assert calibration is not None, key
-        assert calibration.fitted_on["split"] == "fit"  # never the half its figures are reported on
         fitted = calibration.fitted_on
+        assert fitted["split"] == "fit"  # never the half its figures are reported on
         assert fitted["values"] >= 50 and 0 < fitted["right"] < fitted["values"]
     for path in files:  # every shipped file is named for the combination it holds
         data = json.loads(path.read_text(encoding="utf-8"))

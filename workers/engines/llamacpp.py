@@ -49,6 +49,20 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
+def build_features() -> list[str]:
+    """The instruction sets and options the loaded llama.cpp was compiled with (`AVX512 = 1 | ...` → `AVX512`),
+    as llama.cpp reports them: what set-up's self-check and the build benchmark print."""
+    import llama_cpp
+
+    info = llama_cpp.llama_print_system_info().decode("utf-8", "replace")
+    on = []
+    for part in info.replace("CPU :", "|").split("|"):
+        name, _, value = part.partition("=")
+        if value.strip() == "1":
+            on.append(name.strip())
+    return on
+
+
 class _GuardedProcessor:
     """The grammar mask, run inside llama.cpp's sampler callback; records what the callback cannot raise.
 

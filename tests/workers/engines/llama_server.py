@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import threading
@@ -24,6 +23,7 @@ from typing import Any
 import httpx
 
 from tests.support.servers import free_port
+from workers.engines.llamacpp import available_cores
 
 SERVED_MODEL = "abstractor"
 
@@ -41,7 +41,7 @@ class LlamaServer:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> LlamaServer:
-        threads = str(len(os.sched_getaffinity(0)))  # the cores this process may use
+        threads = str(available_cores())
         out = self.log_path.open("wb") if self.log_path is not None else subprocess.DEVNULL
         # fmt: off
         command = [
