@@ -3,6 +3,10 @@
 Run: .venv/bin/python -m bench.peers [--kleister 10] [--aci 10] [--seed 14]
          [--systems abstractor,llamacpp_grammar,langextract] [--timeout 3600] [--predictions FILE]
 
+`--predictions FILE` keeps every outcome as a JSON line and resumes: an outcome already in the file (same
+system, dataset and document) is read back rather than run again, so a cut run, or one system run at a time
+(`--systems langextract`, later `--systems abstractor`), ends in the same table.
+
 On the same documents (Kleister-NDA train PDFs and ACI-Bench train notes, drawn with a fixed seed) and
 the same embedded GGUF, one system after another:
 
@@ -140,6 +144,28 @@ def _run_one(system: System, item: Item, timeout_s: float) -> Outcome:
     return outcome
 
 
+def outcome_key(outcome: Outcome) -> tuple[str, str, str]:
+    """What identifies an outcome in a predictions file: system, dataset, document."""
+    return (outcome.system, outcome.dataset, outcome.name)
+
+
+def read_predictions(path: Path | None) -> dict[tuple[str, str, str], Outcome]:
+    """Outcomes kept by an earlier run; a line cut by a kill (the last one) is skipped, the rest must parse."""
+    if path is None or not path.is_file():
+        return {}
+    kept: dict[tuple[str, str, str], Outcome] = {}
+    lines = path.read_text(encoding="utf-8").splitlines()
+    for i, line in enumerate(lines):
+        try:
+            outcome = Outcome(**json.loads(line))
+        except (json.JSONDecodeError, TypeError):
+            if i == len(lines) - 1:
+                break
+            raise
+        kept[outcome_key(outcome)] = outcome
+    return kept
+
+
 def failed_outcomes(name: str, items: Sequence[Item], code: str) -> list[Outcome]:
     """Every document counted as failed, for a system that could not even be loaded."""
     return [Outcome(name, item.dataset, item.name, error=code) for item in items]
@@ -200,26 +226,38 @@ def main(argv: Sequence[str] | None = None) -> None:
     for d, items in datasets.items():
         log(f"{d}: {' '.join(item.name[:12] for item in items)}")
     outcomes: dict[tuple[str, str], list[Outcome]] = {}
-    predictions = args.predictions.open("w", encoding="utf-8") if args.predictions else None
+    kept = read_predictions(args.predictions)
+    if kept:
+        log(f"predictions: {len(kept)} outcomes kept from {args.predictions.name}")  # type: ignore[union-attr]
+    if args.predictions:
+        # Rewritten whole from what was kept, so a line cut by a kill never sits before new ones.
+        args.predictions.write_text("".join(json.dumps(o.__dict__, ensure_ascii=False) + "\n" for o in kept.values()))
+    predictions = args.predictions.open("a", encoding="utf-8") if args.predictions else None
     threads: int | None = None
     for name in args.systems:
+        todo = {d: [i for i in items if (name, d, i.name) not in kept] for d, items in datasets.items()}
+        for d, items in datasets.items():
+            outcomes[(d, name)] = [kept[(name, d, i.name)] for i in items if (name, d, i.name) in kept]
+        if not any(todo.values()):
+            log(f"{name}: every document kept from the predictions file")
+            continue
         t0 = time.perf_counter()
         try:
             system = open_system(name, model_path, threads, args)
         except Exception as e:  # noqa: BLE001 - a system that cannot start fails every document
             log(f"{name}: could not start ({error_code(e)})")
-            for d, items in datasets.items():
-                outcomes[(d, name)] = failed_outcomes(name, items, f"start_{error_code(e)}")
+            for d, items in todo.items():
+                outcomes[(d, name)] += failed_outcomes(name, items, f"start_{error_code(e)}")
             continue
         threads = threads or system.threads
         log(f"{name}: loaded in {time.perf_counter() - t0:.1f} s, threads={system.threads}")
         try:
-            for d, items in datasets.items():
-                done = outcomes.setdefault((d, name), [])
-                for i, item in enumerate(items, 1):
+            for d, items in todo.items():
+                done = outcomes[(d, name)]
+                for item in items:
                     outcome = run_one(system, item, args.timeout)
                     done.append(outcome)
-                    log(progress_line(i, len(items), outcome))
+                    log(progress_line(len(done), len(datasets[d]), outcome))
                     if predictions:
                         predictions.write(json.dumps(outcome.__dict__, ensure_ascii=False) + "\n")
                         predictions.flush()
@@ -228,6 +266,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         log(f"{name}: done in {time.perf_counter() - t0:.0f} s")
     if predictions:
         predictions.close()
+    for (d, _), done in outcomes.items():  # the table reads outcomes in the documents' drawn order
+        order = {item.name: k for k, item in enumerate(datasets[d])}
+        done.sort(key=lambda o: order[o.name])
     summaries = [summarize(ev, items, outcomes[(d, name)]) for d, items in datasets.items() for name in args.systems]
     print(f"documents: kleister={args.kleister} aci={args.aci} seed={args.seed} model={model_path.name} n_ctx={N_CTX}")
     print(f"threads={threads} wall_seconds={time.perf_counter() - started:.0f}")

@@ -259,3 +259,55 @@ def test_the_runner_counts_the_usage_the_server_reports() -> None:
     counted(n=12, finish="length")
     assert (counter.requests, counter.prompt_tokens, counter.completion_tokens) == (2, 42, 4)
     assert counter.cut_answers == 1
+
+
+def _outcome_line(system: str, name: str, **fields: Any) -> str:
+    import json
+
+    return json.dumps(peer_types.Outcome(system, "kleister", name, **fields).__dict__)
+
+
+def test_a_predictions_file_is_read_back_and_a_line_cut_by_a_kill_is_dropped(tmp_path: Path) -> None:
+    path = tmp_path / "peers.jsonl"
+    path.write_text(
+        _outcome_line("langextract", "a.pdf", pages=2, seconds=4.0, record={"parties": ["Acme Inc."]})
+        + "\n"
+        + _outcome_line("abstractor", "a.pdf", error="timeout")
+        + "\n"
+        + '{"system": "abstractor", "dataset": "kle'
+    )
+    kept = peers.read_predictions(path)
+    assert set(kept) == {("langextract", "kleister", "a.pdf"), ("abstractor", "kleister", "a.pdf")}
+    assert kept[("langextract", "kleister", "a.pdf")].record == {"parties": ["Acme Inc."]}
+    assert kept[("abstractor", "kleister", "a.pdf")].error == "timeout"
+    assert peers.read_predictions(tmp_path / "absent.jsonl") == {}
+
+
+def test_a_broken_line_before_the_last_is_an_error_not_a_silent_skip(tmp_path: Path) -> None:
+    path = tmp_path / "peers.jsonl"
+    path.write_text("not json\n" + _outcome_line("abstractor", "a.pdf") + "\n")
+    with pytest.raises(ValueError):
+        peers.read_predictions(path)
+
+
+def test_a_run_whose_outcomes_are_all_kept_loads_no_system_and_prints_the_table(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ev = peer_types.evaluation()
+    items = peer_types.load_items(ev, "kleister", 2, 14)
+    path = tmp_path / "peers.jsonl"
+    lines = [
+        _outcome_line(system, item.name, pages=2, seconds=4.0, record={"parties": []})
+        for system in ("langextract", "abstractor")
+        for item in reversed(items)  # written out of the drawn order: the table must not care
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    peers.main(["--kleister", "2", "--aci", "0", "--systems", "abstractor,langextract", "--predictions", str(path)])
+    out, err = capsys.readouterr()
+    assert "abstractor: every document kept" in err and "langextract: every document kept" in err
+    assert "loaded in" not in err
+    assert out.splitlines()[-2:] == [
+        "peers kleister abstractor micro_f1=0.0000 seconds_per_page=2.00",
+        "peers kleister langextract micro_f1=0.0000 seconds_per_page=2.00",
+    ]
+    assert len(path.read_text().splitlines()) == 4  # rewritten from what was kept, nothing appended

@@ -10,6 +10,7 @@ generation take at least that long, so a test can interrupt the batch part-way.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -45,6 +46,10 @@ def main() -> None:
     parser.add_argument("--delay-s", type=float, default=0.0)
     parser.add_argument("--follow-symlinks", action="store_true")
     args = parser.parse_args()
+    # A test stands in for a person pressing Ctrl-C at a terminal. A suite started in the background (`nohup`,
+    # `cmd &` in a script) hands its children SIGINT ignored, and Python then never raises KeyboardInterrupt;
+    # an interactive launch has Python's default handler, so this restores it.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     engine = SlowDeterministicEngine(args.delay_s) if args.delay_s > 0 else DeterministicEngine()
     try:
         run_cli_batch(
