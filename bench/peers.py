@@ -228,7 +228,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     outcomes: dict[tuple[str, str], list[Outcome]] = {}
     kept = read_predictions(args.predictions)
     if kept:
-        log(f"predictions: {len(kept)} outcomes kept from {args.predictions.name}")  # type: ignore[union-attr]
+        log(f"predictions: {len(kept)} outcomes kept from {args.predictions.name}")
     if args.predictions:
         # Rewritten whole from what was kept, so a line cut by a kill never sits before new ones.
         args.predictions.write_text("".join(json.dumps(o.__dict__, ensure_ascii=False) + "\n" for o in kept.values()))
