@@ -7,7 +7,8 @@ values are normalised, and `nda_record_to_labels` follows the same conventions:
 
 - party: the name without commas or parentheticals; `&` is written `and`; corporate suffixes are
   abbreviated with a period (`Incorporated` -> `Inc.`, `Limited` -> `Ltd.`, `Co.`, `Corp.`; but
-  `Corporation` and `Company` stay whole) while `LLC`/`LP` have none (`L.L.C.` -> `LLC`); each word
+  `Corporation` and `Company` stay whole) while `LLC`/`LP` have none (`L.L.C.` -> `LLC`); a person's
+  degrees are left off (`Maher Albitar, M.D.` -> `Maher_Albitar`, but `John J. Donahoe II` keeps `Ii`); each word
   is capitalised (`Gtcr_LLC`, `Heritage_Bank_Of_Nevada`), which F1(UC) ignores anyway;
 - jurisdiction: the US state's name alone (`State of New York` -> `New_York`);
 - term: a number and a unit, `N_years`, `N_months`, `N_days` (`one (1) year` -> `1_year`).
@@ -60,6 +61,8 @@ _SUFFIX_PERIOD = {
     "corp": "Corp.",
     "co": "Co.",
 }
+_POST_NOMINALS = frozenset({"m.d.", "m.d", "md", "ph.d.", "ph.d", "phd", "esq.", "esq", "d.o.", "cpa"})
+"""Degrees and titles after a person's name, which the labels leave off ("Maher Albitar, M.D." -> "Maher_Albitar")."""
 _SUFFIX_FORMS = {"l.l.c.": "LLC", "l.l.c": "LLC", "l.p.": "LP", "l.p": "LP", "l.l.p.": "LLP"}
 
 
@@ -90,6 +93,8 @@ def normalize_party(name: str) -> str:
     text = re.sub(r"\([^)]*\)", " ", name)
     text = text.replace("&", " and ").replace(",", " ").replace("’", "'")
     words = text.split()
+    while len(words) > 2 and words[-1].lower() in _POST_NOMINALS:
+        words.pop()
     out: list[str] = []
     for word in words:
         lower = word.lower()

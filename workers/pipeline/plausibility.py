@@ -105,7 +105,7 @@ def duration_problem(value: str) -> str | None:
     return None if parse_duration(value) is not None else "not a length of time"
 
 
-def _kinds(schema: dict[str, Any]) -> dict[str, str]:
+def field_kinds(schema: dict[str, Any]) -> dict[str, str]:
     """Top-level field -> kind, for fields (or their list items) that declare one."""
     out: dict[str, str] = {}
     for name, prop in (schema.get("properties") or {}).items():
@@ -121,7 +121,8 @@ def _kinds(schema: dict[str, Any]) -> dict[str, str]:
     return out
 
 
-def _values(data: dict[str, Any], field: str) -> Iterator[tuple[str, str]]:
+def field_values(data: dict[str, Any], field: str) -> Iterator[tuple[str, str]]:
+    """(path, value) for a field's string value, or for each string item of its list."""
     value = data.get(field)
     if isinstance(value, str):
         yield field, value
@@ -134,8 +135,8 @@ def _values(data: dict[str, Any], field: str) -> Iterator[tuple[str, str]]:
 def implausible(data: dict[str, Any], schema: dict[str, Any]) -> dict[str, str]:
     """Path -> reason for every value of a kind-declaring field that cannot be of its kind."""
     out: dict[str, str] = {}
-    for field, kind in _kinds(schema).items():
-        values = list(_values(data, field))
+    for field, kind in field_kinds(schema).items():
+        values = list(field_values(data, field))
         for path, value in values:
             if kind == "party":
                 problem = party_problem(value, [v for p, v in values if p != path])

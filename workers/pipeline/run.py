@@ -29,6 +29,7 @@ from workers.pipeline.chunking import Chunk, chunk_document
 from workers.pipeline.confidence import ChunkAnswer
 from workers.pipeline.grounding import NOT_FOUND, Flag, ground_record, low_confidence_flags
 from workers.pipeline.merging import merge_records
+from workers.pipeline.names import complete_party_names
 from workers.pipeline.plausibility import IMPLAUSIBLE, implausible
 from workers.pipeline.prompting import build_messages
 from workers.pipeline.scoring import score_record
@@ -265,6 +266,7 @@ def extract_document(
     answers: list[ChunkAnswer] = []
     # One chunk per engine call keeps the progress bar honest; engines that batch get the whole list.
     step = 1 if progress else len(requests)
+    json_schema = schema.json_schema()
     for lo in range(0, len(requests), step):
         batch = requests[lo : lo + step]
         for answer, chunk in zip(
@@ -272,6 +274,9 @@ def extract_document(
             chunks[lo : lo + step],
             strict=True,
         ):
+            # Completed per chunk, before the merge, so the merged value still agrees with the chunk answers
+            # whose tokens spelled it (the confidence signals compare the two).
+            answer = dataclasses.replace(answer, data=complete_party_names(answer.data, json_schema, doc.text))
             answers.append(answer)
             parts.append((answer.data, [(chunk.start, chunk.end)]))
         if progress:
@@ -279,7 +284,7 @@ def extract_document(
     generated = time.perf_counter()
     merged = merge_records(parts, schema.model, doc)
     evidence, flags = ground_record(merged, doc)
-    odd = implausible(merged, schema.json_schema())
+    odd = implausible(merged, json_schema)
     flags = [f for f in flags if f.path not in odd]
     flags += [Flag(path, IMPLAUSIBLE, f"The value is {reason}.") for path, reason in odd.items()]
     remove = set(odd)
