@@ -45,6 +45,11 @@ class _Merger:
         _, kind = self.index.locate(value, spans or None, cap=1)
         return MATCH_RANK[kind] if kind else 0
 
+    def found(self, item: Any) -> bool:
+        """Whether a list item is written in the document: a string itself, an object by its first text field."""
+        label = _first_string(item) if isinstance(item, dict) else item
+        return label is not None and self.index.contains(label)
+
     def scalar(self, sources: list[_Source]) -> _Source:
         """The winning scalar: best grounding, then most chunks agreeing, then the earliest chunk."""
         groups: dict[str, list[_Source]] = {}
@@ -76,7 +81,11 @@ class _Merger:
                 out[key] = [] if any(isinstance(s.value[key], list) for s in present) else None
             elif all(isinstance(s.value, list) for s in stated):
                 if _merge_policy(model, key) == "first":
-                    first = min(s.chunk for s in stated)
+                    # The earliest chunk with a value found in the source: a chunk whose whole list was
+                    # copied from the prompt's example (found nowhere) must not hide the real list behind it.
+                    ordered = sorted(stated, key=lambda s: s.chunk)
+                    found = (s.chunk for s in ordered if any(self.found(item) for item in s.value[:_FIRST_PROBE]))
+                    first = next(found, ordered[0].chunk)
                     stated = [s for s in stated if s.chunk == first]
                 out[key] = self.list_(stated, sub_model, limit)
             elif all(isinstance(s.value, dict) for s in stated):
@@ -214,9 +223,13 @@ def _field_shape(model: type[BaseModel] | None, key: str) -> tuple[type[BaseMode
     return _find_model(annotation), limit
 
 
+_FIRST_PROBE = 8
+"""Items of a chunk's list looked up to decide whether the chunk read its list off the document."""
+
 MERGE_POLICY_KEY = "x-merge"
 """A field's merge policy in its JSON Schema: "union" (default) or "first" (the earliest chunk that
-states the list wins whole, for lists a document defines once, such as the parties in a preamble)."""
+states the list, with at least one item found in the source, wins whole: for lists a document defines
+once, such as the parties in a preamble)."""
 
 
 def _merge_policy(model: type[BaseModel] | None, key: str) -> str:

@@ -181,3 +181,20 @@ def test_parties_come_whole_from_the_first_chunk_that_states_them() -> None:
         (nda(parties=["Jeffrey M. Cava"]), page_span(doc, 3)),  # a signatory on the signature page
     ]
     assert merge_records(parts, NDA, doc)["parties"] == ["NIKE, Inc.", "Eric Dean Sprunk"]
+
+
+def test_a_chunk_whose_parties_are_all_found_nowhere_does_not_hide_the_real_ones() -> None:
+    doc = make_doc(*NDA_PAGES)
+    parts = [
+        # Copied whole from the prompt's worked example: neither name is in this document.
+        (nda(parties=["Orchard Valley Instruments, Inc.", "Tomasz Wierzbicki"]), page_span(doc, 1)),
+        (nda(parties=["NIKE, Inc.", "Eric Dean Sprunk"]), page_span(doc, 1)),
+        (nda(parties=["Jeffrey M. Cava"]), page_span(doc, 3)),
+    ]
+    assert merge_records(parts, NDA, doc)["parties"] == ["NIKE, Inc.", "Eric Dean Sprunk"]
+    # When no chunk states a party found in the source, the earliest still wins (and grounding flags it).
+    unfound = [
+        (nda(parties=["Orchard Valley Instruments, Inc."]), page_span(doc, 1)),
+        (nda(parties=["Helen Marsh"]), page_span(doc, 3)),
+    ]
+    assert merge_records(unfound, NDA, doc)["parties"] == ["Orchard Valley Instruments, Inc."]

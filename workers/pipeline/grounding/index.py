@@ -275,6 +275,17 @@ class SourceIndex:
 
     # -- public
 
+    def contains(self, value: Any) -> bool:
+        """Whether a scalar is written in the document exactly or up to case, spacing and punctuation.
+
+        A cheap yes/no (no variants, no fuzzy search): enough to tell a value copied from elsewhere,
+        found nowhere, from one read off the document.
+        """
+        needle = as_text(value)
+        if needle is None:
+            return False
+        return bool(self._search([("exact", needle), ("normalized", normalize_text(needle))], None))
+
     def locate(
         self, value: Any, spans: Sequence[Span] | None = None, cap: int = MAX_EVIDENCE
     ) -> tuple[list[Evidence], MatchKind | None]:
