@@ -8,7 +8,8 @@ values are normalised, and `nda_record_to_labels` follows the same conventions:
 - party: the name without commas or parentheticals; `&` is written `and`; corporate suffixes are
   abbreviated with a period (`Incorporated` -> `Inc.`, `Limited` -> `Ltd.`, `Co.`, `Corp.`; but
   `Corporation` and `Company` stay whole) while `LLC`/`LP` have none (`L.L.C.` -> `LLC`); a person's
-  degrees are left off (`Maher Albitar, M.D.` -> `Maher_Albitar`, but `John J. Donahoe II` keeps `Ii`); each word
+  degrees are left off (`Maher Albitar, M.D.` -> `Maher_Albitar`, but `John J. Donahoe II` keeps `Ii`), and so
+  is a trade name (`Tyco Healthcare Group LP d/b/a Covidien` -> `Tyco_Healthcare_Group_LP`); each word
   is capitalised (`Gtcr_LLC`, `Heritage_Bank_Of_Nevada`), which F1(UC) ignores anyway;
 - jurisdiction: the US state's name alone (`State of New York` -> `New_York`);
 - term: a number and a unit, `N_years`, `N_months`, `N_days` (`one (1) year` -> `1_year`).
@@ -91,6 +92,9 @@ def _case_word(word: str) -> str:
 def normalize_party(name: str) -> str:
     """A party name in the labels' spelling (before `_` escaping): "NIKE, Inc." -> "Nike Inc."."""
     text = re.sub(r"\([^)]*\)", " ", name)
+    text = re.split(r"\s+d/b/a\s+", text, maxsplit=1, flags=re.IGNORECASE)[
+        0
+    ]  # the labels name the entity, not its trade name
     text = text.replace("&", " and ").replace(",", " ").replace("’", "'")
     words = text.split()
     while len(words) > 2 and words[-1].lower() in _POST_NOMINALS:

@@ -95,7 +95,8 @@ def test_nda_record_to_labels_follows_gold_conventions() -> None:
     record = {
         "parties": ["NIKE, Inc.", 'Eric Dean Sprunk ("EMPLOYEE")', "Heidrick & Struggles, Inc.",
                     "GTCR, L.L.C.", "Colt\u2019s Manufacturing Company LLC", "AZZ incorporated",
-                    "Wynn Resorts, Limited", "NIKE INC", "Maher Albitar, M.D.", "John J. Donahoe II"],
+                    "Wynn Resorts, Limited", "NIKE INC", "Maher Albitar, M.D.", "John J. Donahoe II",
+                    "Tyco Healthcare Group LP d/b/a Covidien"],
         "effective_date": "2001-04-18",
         "jurisdiction": "the laws of the State of New York",
         "term": "three (3) years",
@@ -112,6 +113,7 @@ def test_nda_record_to_labels_follows_gold_conventions() -> None:
         "party=Wynn_Resorts_Ltd.",
         "party=Maher_Albitar",
         "party=John_J._Donahoe_Ii",
+        "party=Tyco_Healthcare_Group_LP",
         "term=3_years",
     ]
     empty = {"parties": [], "effective_date": None, "jurisdiction": None, "term": None}

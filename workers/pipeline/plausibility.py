@@ -5,9 +5,9 @@ A small model copies the wrong span now and then: a defined term ("the Recipient
 as a term. Such a value is often found in the source, so grounding alone passes it. A schema opts its
 fields in by kind (`json_schema_extra={"x-kind": ...}`):
 
-- `party`: a person or organisation by name — not a role or defined term, not a salutation, not an
-  address, not a short form of another party of the same record ("TEVA" beside "Teva Pharmaceutical
-  Industries Ltd."), not a sentence;
+- `party`: a person or organisation by name — not a role or defined term, not a salutation ("Ladies and
+  Gentlemen"), not an address, not a description ("an Iowa corporation"), not a short form of another
+  party of the same record ("TEVA" beside "Teva Pharmaceutical Industries Ltd."), not a sentence;
 - `place`: a state or country's name — a few words, not a clause;
 - `duration`: a length of time that can be read as N days, weeks, months or years.
 
@@ -43,7 +43,12 @@ _ADDRESS = re.compile(
     r"drive|dr\.|lane|parkway|plaza)(\s|$|,)",
     re.IGNORECASE,
 )
-_SALUTATION = re.compile(r"^(dear|hi|hello|attn:?|attention:?)\s", re.IGNORECASE)
+_SALUTATION = re.compile(r"^(dear|hi|hello|attn:?|attention:?)\s|^(ladies and )?gentlemen\b|^sirs\b", re.IGNORECASE)
+_CITY_STATE_ZIP = re.compile(r"\b[A-Z]{2},?\s+\d{5}(-\d{4})?\b")
+"""The last line of a US address ("Deerfield, IL 60015")."""
+_DESCRIPTION = re.compile(r"\s(corporation|company|partnership|limited liability company|limited partnership|bank)$")
+"""A party described, not named: "an Iowa corporation" (a name capitalises its "Corporation"; the match is
+case-sensitive on purpose)."""
 _CLAUSE_WORDS = re.compile(
     r"\b(shall|hereby|hereof|hereto|herein|whereof|witness|agreement|governed|construed|accordance|signed|"
     r"undersigned|executed|laws)\b",
@@ -82,8 +87,10 @@ def party_problem(value: str, others: list[str]) -> str | None:
         return "a role or defined term, not a name"
     if _SALUTATION.match(text):
         return "a salutation"
-    if _ADDRESS.search(text):
+    if _ADDRESS.search(text) or _CITY_STATE_ZIP.search(text):
         return "an address"
+    if _DESCRIPTION.search(text):
+        return "a description, not a name"
     if len(_words(text)) > MAX_PARTY_WORDS or _CLAUSE_WORDS.search(text):
         return "a sentence, not a name"
     if _short_form(text, others):

@@ -22,6 +22,10 @@ FULL = "Teva Pharmaceutical Industries Ltd."
         ("the Recipient", "a role or defined term, not a name"),
         ("Disclosing Party", "a role or defined term, not a name"),
         ("Dear Ken", "a salutation"),
+        ("Ladies and Gentlemen", "a salutation"),
+        ("Deerfield, IL 60015", "an address"),
+        ("an Iowa corporation", "a description, not a name"),
+        ("Delaware limited liability company", "a description, not a name"),
         ("1600 Amphitheatre Parkway", "an address"),
         ("200 Park Avenue, Suite 1700", "an address"),
         ("TEVA", "a short form of another party"),
@@ -33,7 +37,19 @@ def test_values_that_cannot_be_a_party(value: str, reason: str) -> None:
     assert party_problem(value, [FULL]) == reason
 
 
-@pytest.mark.parametrize("value", [FULL, "NIKE, Inc.", "Eric Dean Sprunk", "R. J. Seifert Enterprises", "Kite Pharma"])
+@pytest.mark.parametrize(
+    "value",
+    [
+        FULL,
+        "NIKE, Inc.",
+        "Eric Dean Sprunk",
+        "R. J. Seifert Enterprises",
+        "Kite Pharma",
+        "Haynes Wire Company",  # a name capitalises its "Company"
+        "Progress Software Corporation",
+        "Sir Richard Branson",
+    ],
+)
 def test_names_stay(value: str) -> None:
     assert party_problem(value, [FULL, "Gilead Sciences, Inc."]) is None
 
