@@ -271,7 +271,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         done.sort(key=lambda o: order[o.name])
     summaries = [summarize(ev, items, outcomes[(d, name)]) for d, items in datasets.items() for name in args.systems]
     print(f"documents: kleister={args.kleister} aci={args.aci} seed={args.seed} model={model_path.name} n_ctx={N_CTX}")
-    print(f"threads={threads} wall_seconds={time.perf_counter() - started:.0f}")
+    shown = threads if threads is not None else "n/a (every outcome kept)"
+    print(f"threads={shown} wall_seconds={time.perf_counter() - started:.0f}")
     for row in format_table(summaries):
         print(row)
     for row in summary_lines(summaries):
