@@ -64,6 +64,8 @@ _SUFFIX_PERIOD = {
 }
 _POST_NOMINALS = frozenset({"m.d.", "m.d", "md", "ph.d.", "ph.d", "phd", "esq.", "esq", "d.o.", "cpa"})
 """Degrees and titles after a person's name, which the labels leave off ("Maher Albitar, M.D." -> "Maher_Albitar")."""
+_TRADE_NAME = re.compile(r"\s+d/b/a\s+", re.IGNORECASE)
+"""Where a trade name follows the entity's own; the labels name the entity ("X LP d/b/a Y" -> "X LP")."""
 _SUFFIX_FORMS = {"l.l.c.": "LLC", "l.l.c": "LLC", "l.p.": "LP", "l.p": "LP", "l.l.p.": "LLP"}
 
 
@@ -92,9 +94,7 @@ def _case_word(word: str) -> str:
 def normalize_party(name: str) -> str:
     """A party name in the labels' spelling (before `_` escaping): "NIKE, Inc." -> "Nike Inc."."""
     text = re.sub(r"\([^)]*\)", " ", name)
-    text = re.split(r"\s+d/b/a\s+", text, maxsplit=1, flags=re.IGNORECASE)[
-        0
-    ]  # the labels name the entity, not its trade name
+    text = _TRADE_NAME.split(text, maxsplit=1)[0]
     text = text.replace("&", " and ").replace(",", " ").replace("’", "'")
     words = text.split()
     while len(words) > 2 and words[-1].lower() in _POST_NOMINALS:
