@@ -88,6 +88,10 @@ class Settings(BaseSettings):
     )
     n_threads: int | None = None
     n_ctx: int = Field(default=4096, description="Context window (llama.cpp n_ctx, vLLM max_model_len).")
+    flash_attn: bool = Field(
+        default=True,
+        description="llama.cpp flash attention: prompt processing about 15 % faster on CPU (bench.end_to_end).",
+    )
     openai_base_url: str | None = Field(
         default=None, description="OpenAI-compatible API of the engine server, e.g. http://vllm:8000/v1."
     )

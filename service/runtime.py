@@ -73,6 +73,7 @@ def engine_from(settings: Settings) -> Engine:
         cache_dir=settings.data_dir / "models",
         n_ctx=settings.n_ctx,
         n_threads=settings.n_threads,
+        flash_attn=settings.flash_attn,
         generation_timeout_s=settings.generation_timeout_s,
         openai_base_url=settings.openai_base_url,
         openai_model=settings.openai_model,

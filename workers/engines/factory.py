@@ -20,6 +20,7 @@ def build_engine(
     cache_dir: Path = Path("var/models"),
     n_ctx: int = 4096,
     n_threads: int | None = None,
+    flash_attn: bool = True,
     generation_timeout_s: float | None = None,
     openai_base_url: str | None = None,
     openai_model: str = "abstractor",
@@ -51,6 +52,7 @@ def build_engine(
             grammar_backend=grammar_backend,
             n_ctx=n_ctx,
             n_threads=n_threads,
+            flash_attn=flash_attn,
             generation_timeout_s=generation_timeout_s,
         )
     if kind == "openai":
