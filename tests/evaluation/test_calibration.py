@@ -7,10 +7,16 @@ import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from evaluation.calibrate import CalibrationError, fit_calibration
-from evaluation.calibration_metrics import calibration_report, coverage_at_precision, expected_calibration_error
+from evaluation.calibration_metrics import (
+    calibration_report,
+    coverage_at_precision,
+    ece_if_calibrated,
+    expected_calibration_error,
+)
 from evaluation.outcomes import ValueOutcome, value_outcomes
 from evaluation.runner import PredictionsError, read_predictions, run_predictions, split_of
 from workers.errors import BadInputError
@@ -43,6 +49,25 @@ def test_the_report_line_and_auroc() -> None:
     assert report.auroc == 1.0 and report.values == 4 and report.accuracy == 0.5
     assert report.line().startswith("ece=") and "coverage_at_p95=0.5000" in report.line()
     assert math.isnan(calibration_report([0.9], [True]).auroc)
+
+
+def test_the_ece_floor_is_what_a_perfect_calibration_shows_on_this_many_values() -> None:
+    # Certain confidences leave nothing to chance: a perfect calibration shows no error at all.
+    assert ece_if_calibrated([0.0, 1.0] * 50) == (0.0, 0.0)
+    # About 100 values at 0.7: sampling alone puts the ECE well above 0.05 (the binomial spread is 0.046);
+    # 20 times as many values shrink it about sqrt(20)-fold.
+    few, few_p90 = ece_if_calibrated([0.7] * 100)
+    many, _ = ece_if_calibrated([0.7] * 2000)
+    assert 0.03 < few < few_p90 < 0.12
+    assert many < few / 3
+    assert ece_if_calibrated([0.7] * 100) == (few, few_p90)  # a fixed seed: the printed figure repeats
+    # Outcomes drawn from the confidences themselves land near the floor, not near zero.
+    rng = np.random.default_rng(7)
+    confidence = rng.uniform(0.3, 1.0, 100)
+    observed = [expected_calibration_error(confidence, rng.random(100) < confidence) for _ in range(200)]
+    assert abs(float(np.mean(observed)) - ece_if_calibrated(confidence)[0]) < 0.01
+    report = calibration_report(confidence, rng.random(100) < confidence)
+    assert report.ece_if_calibrated == ece_if_calibrated(confidence)[0]
 
 
 def test_kleister_outcomes_judge_each_value_against_the_gold_labels_once() -> None:
