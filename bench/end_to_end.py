@@ -29,11 +29,19 @@ class _Totals:
     prompt: int = 0
     completion: int = 0
 
+    @property
+    def seconds_per_page(self) -> float:
+        return self.seconds / self.pages
+
+    @property
+    def prompt_per_s(self) -> float:
+        return self.prompt / self.seconds
+
     def line(self, label: str) -> str:
         return (
             f"{label}: pages={self.pages} seconds={self.seconds:.1f} prompt_tokens={self.prompt} "
-            f"completion_tokens={self.completion} prompt_tokens_per_s={self.prompt / self.seconds:.1f} "
-            f"seconds_per_page={self.seconds / self.pages:.2f}"
+            f"completion_tokens={self.completion} prompt_tokens_per_s={self.prompt_per_s:.1f} "
+            f"seconds_per_page={self.seconds_per_page:.2f}"
         )
 
 
@@ -79,11 +87,10 @@ def main() -> None:
     if len(results) == 2:
         off, on = results[False], results[True]
         print(
-            f"flash_attn on/off: seconds_per_page ratio={on.seconds / on.pages / (off.seconds / off.pages):.2f} "
-            f"prompt_tokens_per_s ratio={(on.prompt / on.seconds) / (off.prompt / off.seconds):.2f}"
+            f"flash_attn on/off: seconds_per_page ratio={on.seconds_per_page / off.seconds_per_page:.2f} "
+            f"prompt_tokens_per_s ratio={on.prompt_per_s / off.prompt_per_s:.2f}"
         )
-    last = results[modes[-1]]
-    print(f"seconds_per_page={last.seconds / last.pages:.2f}")
+    print(f"seconds_per_page={results[modes[-1]].seconds_per_page:.2f}")
 
 
 if __name__ == "__main__":

@@ -42,19 +42,26 @@ class CalibrationReport:
         )
 
 
+def _ece_rows(confidence: np.ndarray, outcomes: np.ndarray, bins: int) -> np.ndarray:
+    """The ECE of each row of `outcomes` (0/1, one column per value) against the same `confidence`: one
+    binning serves the observed outcomes and the floor's thousands of drawn ones."""
+    which = np.minimum((confidence * bins).astype(int), bins - 1)
+    total = np.zeros(outcomes.shape[0])
+    for b in range(bins):
+        mask = which == b
+        if mask.any():
+            accuracy = outcomes[:, mask].astype(float).mean(axis=1)
+            total += np.abs(accuracy - confidence[mask].mean()) * mask.sum() / confidence.size
+    return total
+
+
 def expected_calibration_error(confidence: Sequence[float], correct: Sequence[bool], bins: int = 10) -> float:
     """Σ_b |accuracy_b − confidence_b| · n_b / n over equal-width bins of [0, 1] (the last one closed)."""
     p = np.asarray(confidence, dtype=float)
     y = np.asarray(correct, dtype=float)
     if p.size == 0:
         return 0.0
-    which = np.minimum((p * bins).astype(int), bins - 1)
-    total = 0.0
-    for b in range(bins):
-        mask = which == b
-        if mask.any():
-            total += abs(y[mask].mean() - p[mask].mean()) * mask.sum() / p.size
-    return float(total)
+    return float(_ece_rows(p, y[np.newaxis, :], bins)[0])
 
 
 def ece_if_calibrated(
@@ -65,15 +72,8 @@ def ece_if_calibrated(
     p = np.clip(np.asarray(confidence, dtype=float), 0.0, 1.0)
     if p.size == 0:
         return 0.0, 0.0
-    which = np.minimum((p * bins).astype(int), bins - 1)
-    member = np.zeros((p.size, bins))
-    member[np.arange(p.size), which] = 1.0
-    counts = member.sum(axis=0)
-    used = counts > 0
-    mean_p = (p @ member)[used] / counts[used]
     outcomes = np.random.default_rng(seed).random((draws, p.size)) < p
-    accuracy = (outcomes.astype(float) @ member)[:, used] / counts[used]
-    ece = (np.abs(accuracy - mean_p) * counts[used]).sum(axis=1) / p.size
+    ece = _ece_rows(p, outcomes, bins)
     return float(ece.mean()), float(np.quantile(ece, 0.9))
 
 
