@@ -58,6 +58,16 @@ def test_truncated_output_is_reported_not_repaired(engine: LlamaCppEngine) -> No
     assert info.value.code == "output_truncated"
 
 
+def test_a_prompt_that_leaves_no_room_to_answer_is_refused_before_the_model_runs(engine: LlamaCppEngine) -> None:
+    from workers.errors import BadInputError
+
+    req, _ = _request("clinical_note", NOTE, max_tokens=engine.context_tokens)
+    with pytest.raises(BadInputError) as info:
+        engine.generate([req])
+    assert info.value.code == "prompt_too_long"
+    assert "Perry" not in str(info.value)  # counts only, no document text
+
+
 @pytest.mark.parametrize("backend", ["llguidance", "outlines_core"], ids=["llguidance", "outlines_core"])
 def test_grammar_backend_is_a_setting(backend: str, model_cache: Path) -> None:
     engine = LlamaCppEngine(cache_dir=model_cache, grammar_backend=backend)
@@ -98,6 +108,30 @@ def test_every_generated_token_carries_its_masked_log_probability(engine: LlamaC
     const_start = result.text.index('"nda"')
     forced = [t for t in tokens if t.start >= const_start and t.end <= const_start + len('"nda"')]
     assert forced and all(t.logprob > -1e-4 for t in forced)
+
+
+def test_the_tokens_the_grammar_forces_go_to_the_model_in_batches(model_cache: Path) -> None:
+    """Keys and separators are evaluated with the token before them, not one forward pass each; the answer
+    is still the grammar's and every forced token is certain."""
+    engine = LlamaCppEngine(cache_dir=model_cache, grammar_backend="llguidance")
+    req, spec = _request("nda", "This Agreement is made between Acme Corp. and Beta LLC on March 3, 2015.")
+    (result,) = engine.generate([req])
+    assert result.finish_reason == "stop", result.error
+    validate_output(result, spec.model)
+    passes = int(result.timings["forward_passes"])
+    # One pass per token the model chose, none for what the grammar forced (and none after the last brace).
+    chosen = [t for t in result.tokens if t.logprob < 0.0]
+    assert 1 <= passes <= len(chosen) + 1 < result.completion_tokens
+    key = result.text.index('"jurisdiction":')
+    assert all(t.logprob == 0.0 for t in result.tokens if key <= t.start and t.end <= key + len('"jurisdiction":'))
+    # The prompt's reply to the same request again: the same answer (the KV cache is reused, not stale).
+    (again,) = engine.generate([req])
+    assert again.text == result.text
+    # One decode step per token, as without fast-forwarding: the same answer in more passes.
+    stepwise = LlamaCppEngine(cache_dir=model_cache, grammar_backend="llguidance", fast_forward=False)
+    (slow,) = stepwise.generate([req])
+    assert slow.text == result.text
+    assert int(slow.timings["forward_passes"]) == slow.completion_tokens + 1 > passes  # + the end of text
 
 
 def _marked_request(schema: dict[str, Any], max_tokens: int = 60) -> GenerationRequest:
