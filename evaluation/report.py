@@ -11,7 +11,6 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 from evaluation.aci import clinical_record_to_gold_shape, score_aci
 from evaluation.calibration_metrics import CalibrationReport, calibration_report
@@ -155,16 +154,3 @@ def plot_run(scores: RunScores, path: Path, title: str) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
-
-
-def summary(scores: RunScores) -> dict[str, Any]:
-    """The overall figures as plain data (for the README and machines)."""
-    r = scores.calibration["overall"]
-    return {
-        "values": r.values,
-        "ece": r.ece,
-        "ece_if_calibrated": r.ece_if_calibrated,
-        "brier": r.brier,
-        "auroc": r.auroc,
-        "coverage_at_p95": r.coverage_p95,
-    }

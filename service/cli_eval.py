@@ -177,6 +177,13 @@ def calibrate(
     out: Annotated[
         Path | None, typer.Option(help="Folder for the calibration (default ABSTRACTOR_CALIBRATION_DIR or DATA_DIR).")
     ] = None,
+    method: Annotated[
+        str,
+        typer.Option(
+            help="auto: a weight per signal or Platt scaling of the heuristic score, whichever has the lower "
+            "5-fold cross-validated log loss on the split; logistic or platt force one."
+        ),
+    ] = "auto",
 ) -> None:
     """Fit the confidence calibration for this schema, model and grammar backend on gold labels; print the file."""
     from evaluation.calibrate import CalibrationError, fit_calibration, write_calibration
@@ -193,7 +200,7 @@ def calibrate(
     outcomes = [o for p in preds if p.record for o in value_outcomes(kind, p.name, p.record, p.gold)]  # type: ignore[arg-type]
     fitted_on = {"dataset": kind, "split": split, "documents": len(preds), "failed": sum(errors.values())}
     try:
-        calibration = fit_calibration(outcomes, key, fitted_on=fitted_on)
+        calibration = fit_calibration(outcomes, key, fitted_on=fitted_on, method=method)
     except CalibrationError as e:
         fail("calibration_failed", str(e))
     folder = out or settings.calibration_dir or settings.data_dir / "calibrations"

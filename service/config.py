@@ -150,9 +150,11 @@ class Settings(BaseSettings):
         default=256, ge=0, description="Rendered page images kept under DATA_DIR/cache/pages (0: none kept)."
     )
 
-    # Chunking (tokens of document text per prompt, and overlap between neighbouring chunks).
+    # Chunking (tokens of document text per prompt, and overlap between neighbouring chunks). Chunks end at a
+    # page end, a blank line or a sentence end, so no overlap is the default: 150 tokens of it cost 8 % more
+    # prompt tokens on the Kleister train PDFs and did not raise F1 (README).
     chunk_tokens: int = 1800
-    chunk_overlap_tokens: int = 150
+    chunk_overlap_tokens: int = 0
 
     # API.
     admin_token: SecretStr | None = Field(

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from evaluation.calibrate import CalibrationError, fit_calibration
+from evaluation.calibrate import CalibrationError, choose_method, fit_calibration
 from evaluation.calibration_metrics import (
     calibration_report,
     coverage_at_precision,
@@ -20,8 +20,8 @@ from evaluation.calibration_metrics import (
 from evaluation.outcomes import ValueOutcome, value_outcomes
 from evaluation.runner import PredictionsError, read_predictions, run_predictions, split_of
 from workers.errors import BadInputError
-from workers.pipeline.calibration import CalibrationKey
-from workers.pipeline.confidence import ValueSignals
+from workers.pipeline.calibration import Calibration, CalibrationKey
+from workers.pipeline.confidence import ValueSignals, heuristic_score
 
 
 def test_ece_is_zero_when_confidence_is_the_hit_rate_and_large_when_it_lies() -> None:
@@ -100,15 +100,56 @@ def _outcome(i: int, correct: bool, lp: float) -> ValueOutcome:
 def test_fitting_learns_that_low_log_probabilities_mean_wrong_values() -> None:
     outcomes = [_outcome(i, correct=i % 3 != 0, lp=-0.05 if i % 3 else -3.0) for i in range(60)]
     key = CalibrationKey("nda@1", "ab" * 32, "llguidance")
-    calibration = fit_calibration(outcomes, key, fitted_on={"dataset": "synthetic"})
     sure = ValueSignals("term", False, -0.05, -0.05, "exact", 1.0, 1, 1.0)
     unsure = ValueSignals("term", False, -3.0, -3.0, "exact", 1.0, 1, 1.0)
-    assert calibration.probability(sure) > 0.8 > 0.2 > calibration.probability(unsure)
-    assert calibration.fitted_on["values"] == 60 and calibration.fitted_on["right"] == 40
+    for method in ("logistic", "platt"):
+        calibration = fit_calibration(outcomes, key, fitted_on={"dataset": "synthetic"}, method=method)
+        assert calibration.method == method
+        assert calibration.probability(sure) > 0.8 > 0.2 > calibration.probability(unsure)
+        assert calibration.fitted_on["values"] == 60 and calibration.fitted_on["right"] == 40
     with pytest.raises(CalibrationError, match="at least"):
         fit_calibration(outcomes[:5], key, fitted_on={})
     with pytest.raises(CalibrationError, match="every labelled value"):
         fit_calibration([_outcome(i, True, -0.1) for i in range(30)], key, fitted_on={})
+
+
+def test_the_method_is_chosen_by_cross_validation_on_the_fit_values_and_platt_keeps_the_ranking() -> None:
+    key = CalibrationKey("nda@1", "ab" * 32, "llguidance")
+    # One field is wrong whatever its log-probabilities say: only a weight per field can learn that.
+    by_field = [
+        ValueOutcome(f"d{i}", "p", field, field == "parties", None, signals.to_dict())
+        for i in range(80)
+        for field in ["parties" if i % 2 else "term"]
+        for signals in [ValueSignals(field, False, -0.1 - (i % 5) / 50, -0.1, "exact", 1.0, 1, 1.0)]
+    ]
+    learned = fit_calibration(by_field, key, fitted_on={})
+    assert learned.method == "logistic" and set(learned.fitted_on["cv_log_loss"]) == {"logistic", "platt"}
+    assert learned.fitted_on["cv_log_loss"]["logistic"] < learned.fitted_on["cv_log_loss"]["platt"]
+    # Fewer wrong values than folds: nothing to validate a weight per signal with.
+    few = [_outcome(i, correct=i >= 4, lp=-0.05 if i >= 4 else -3.0) for i in range(60)]
+    assert fit_calibration(few, key, fitted_on={}).method == "platt"
+    assert choose_method({"platt": [[0.0]] * 10, "logistic": [[0.0]] * 10}, [1] * 6 + [0] * 4) == ("platt", {})
+    # Platt scaling keeps the heuristic score's order on any values.
+    outcomes = [_outcome(i, correct=i % 3 != 0, lp=-0.05 - (i % 7) / 10 if i % 3 else -3.0) for i in range(60)]
+    calibration = fit_calibration(outcomes, key, fitted_on={"dataset": "synthetic"}, method="platt")
+    assert calibration.method == "platt" and calibration.fitted_on["method"] == "platt"
+    probes = [
+        ValueSignals("term", False, lp, lp, m, 1.0, 1, 1.0) for lp in (-0.01, -0.5, -2.0) for m in ("exact", "fuzzy")
+    ]
+    by_score = sorted(probes, key=heuristic_score)
+    assert [calibration.probability(s) for s in by_score] == sorted(calibration.probability(s) for s in by_score)
+    assert len({round(calibration.probability(s), 6) for s in probes}) == len({heuristic_score(s) for s in probes})
+    # The file says which method it holds and reads back to the same probabilities.
+    data = calibration.to_json()
+    assert data["method"] == "platt" and data["features"] == ["score_logit"] and len(data["coef"]) == 1
+    again = Calibration.from_json(json.loads(json.dumps(data)))
+    assert [again.probability(s) for s in probes] == [calibration.probability(s) for s in probes]
+    with pytest.raises(ValueError, match="method"):
+        Calibration.from_json({**data, "method": "isotonic"})
+    with pytest.raises(ValueError, match="features"):
+        Calibration.from_json({**data, "method": "logistic"})  # one weight cannot be a per-signal model
+    with pytest.raises(CalibrationError, match="unknown calibration method"):
+        fit_calibration(outcomes, key, fitted_on={}, method="isotonic")
 
 
 def test_the_split_is_fixed_by_name_and_cuts_a_set_roughly_in_half() -> None:

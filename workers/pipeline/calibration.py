@@ -2,8 +2,10 @@
 
 A calibration is fitted on gold labels (`abstractor calibrate`, `evaluation.calibrate`) for one
 combination of schema, model file and grammar backend, because what a log-probability means depends
-on all three. It is a logistic regression over `features(signals)`; applying it here is its dot
-product and a sigmoid, so the runtime needs no fitting library. Files ship in
+on all three. It is a logistic regression, by one of two methods: over every signal (`features`), or a
+Platt scaling of the heuristic score (two weights, the score's ranking kept), whichever
+cross-validates better on the gold split it is fitted on (`evaluation.calibrate` chooses). Applying it
+here is a dot product and a sigmoid, so the runtime needs no fitting library. Files ship in
 `workers/pipeline/calibrations/` for the built-in schemas and the embedded model; a deployment's own
 (`ABSTRACTOR_CALIBRATION_DIR`) take precedence. A combination without a file gets the heuristic score,
 labelled uncalibrated: a ranking, not a promise.
@@ -24,6 +26,9 @@ from workers.pipeline.confidence import ValueSignals, heuristic_score
 FORMAT_VERSION = 1
 SHIPPED = Path(__file__).with_name("calibrations")
 MATCH_KINDS = ("exact", "normalized", "fuzzy", "not_found")
+METHODS = ("logistic", "platt")
+"""`logistic`: a weight per signal and per field; `platt`: a slope and an intercept on the heuristic score."""
+_SCORE_CLIP = 1e-4
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.@-]+")
 
 
@@ -75,15 +80,32 @@ def feature_names(fields: tuple[str, ...]) -> list[str]:
     return [*base_features(probe), *(f"field={f}" for f in fields)]
 
 
+def score_logit(signals: ValueSignals) -> float:
+    """The heuristic score on the log-odds scale: Platt scaling's one input (clipped off 0 and 1)."""
+    p = min(max(heuristic_score(signals), _SCORE_CLIP), 1.0 - _SCORE_CLIP)
+    return math.log(p / (1.0 - p))
+
+
+def method_features(method: str, signals: ValueSignals, fields: tuple[str, ...]) -> list[float]:
+    """The input vector of a calibration of `method`."""
+    return [score_logit(signals)] if method == "platt" else features(signals, fields)
+
+
+def method_feature_names(method: str, fields: tuple[str, ...]) -> list[str]:
+    """Names of `method_features`' entries, in order."""
+    return ["score_logit"] if method == "platt" else feature_names(fields)
+
+
 @dataclass(frozen=True)
 class Calibration:
-    """A fitted logistic model over `features`, and what it was fitted on."""
+    """A fitted logistic model over `method_features`, and what it was fitted on."""
 
     key: CalibrationKey
     fields: tuple[str, ...]
     coef: tuple[float, ...]
     intercept: float
     fitted_on: dict[str, Any]
+    method: str = "logistic"
 
     @property
     def name(self) -> str:
@@ -92,7 +114,8 @@ class Calibration:
 
     def probability(self, signals: ValueSignals) -> float:
         """P(the value is right | its signals)."""
-        z = self.intercept + sum(w * x for w, x in zip(self.coef, features(signals, self.fields), strict=True))
+        x = method_features(self.method, signals, self.fields)
+        z = self.intercept + sum(w * v for w, v in zip(self.coef, x, strict=True))
         return 1.0 / (1.0 + math.exp(-max(min(z, 50.0), -50.0)))
 
     def to_json(self) -> dict[str, Any]:
@@ -100,8 +123,9 @@ class Calibration:
         return {
             "format": FORMAT_VERSION,
             "key": self.key.to_dict(),
+            "method": self.method,
             "fields": list(self.fields),
-            "features": feature_names(self.fields),
+            "features": method_feature_names(self.method, self.fields),
             "coef": list(self.coef),
             "intercept": self.intercept,
             "fitted_on": self.fitted_on,
@@ -109,11 +133,17 @@ class Calibration:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Calibration:
-        """Read a file's content; a file of another format or whose features disagree is refused."""
+        """Read a file's content; a file of another format, method or whose features disagree is refused.
+
+        A file without `method` is a `logistic` one (the only method before Platt scaling was added)."""
         if data.get("format") != FORMAT_VERSION:
             raise ValueError(f"calibration format {data.get('format')!r} is not {FORMAT_VERSION}")
+        method = str(data.get("method", "logistic"))
+        if method not in METHODS:
+            raise ValueError(f"calibration method {method!r} is not one of {METHODS}")
         fields = tuple(str(f) for f in data["fields"])
-        if list(data["features"]) != feature_names(fields) or len(data["coef"]) != len(data["features"]):
+        names = method_feature_names(method, fields)
+        if list(data["features"]) != names or len(data["coef"]) != len(data["features"]):
             raise ValueError("calibration features do not match this version's signals")
         key = data["key"]
         return cls(
@@ -122,6 +152,7 @@ class Calibration:
             coef=tuple(float(c) for c in data["coef"]),
             intercept=float(data["intercept"]),
             fitted_on=dict(data.get("fitted_on") or {}),
+            method=method,
         )
 
 

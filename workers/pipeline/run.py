@@ -58,7 +58,7 @@ class PipelineOptions:
 
     max_new_tokens: int = 384
     chunk_tokens: int = 1800
-    overlap_tokens: int = 150
+    overlap_tokens: int = 0
     retry_factor: int = 2
     max_generated_tokens: int | None = None
     """Tokens the job's generations may produce in all (every chunk, every retry): a generation making no
