@@ -55,6 +55,13 @@ def measure(engine: LlamaCppEngine, requests: list[GenerationRequest], runs: int
     return tokens, seconds
 
 
+def rate(label: str, engine: LlamaCppEngine, requests: list[GenerationRequest], runs: int) -> float:
+    """Measure one configuration, print its line (`label`, tokens, seconds, tokens/s), return its tokens/s."""
+    tokens, seconds = measure(engine, requests, runs)
+    print(f"{label} tokens={tokens:5d} seconds={seconds:7.2f} tokens_per_s={tokens / seconds:6.1f}")
+    return tokens / seconds
+
+
 def main() -> None:
     """Print tokens/s per grammar backend and the overhead against unconstrained decoding."""
     parser = argparse.ArgumentParser(description=__doc__)
@@ -67,9 +74,7 @@ def main() -> None:
     rates: dict[str, float] = {}
     for backend in ["none", *args.backends]:
         engine = LlamaCppEngine(grammar_backend=backend)
-        tokens, seconds = measure(engine, requests, args.runs)
-        rates[backend] = tokens / seconds
-        print(f"backend={backend:14s} tokens={tokens:5d} seconds={seconds:7.2f} tokens_per_s={rates[backend]:6.1f}")
+        rates[backend] = rate(f"backend={backend:14s}", engine, requests, args.runs)
         del engine
     for backend in args.backends:
         overhead = (rates["none"] - rates[backend]) / rates["none"] * 100
@@ -77,12 +82,7 @@ def main() -> None:
     print(f"median_tokens_per_s_with_grammar={statistics.median(rates[b] for b in args.backends):.1f}")
     if "llguidance" in args.backends:
         engine = LlamaCppEngine(grammar_backend="llguidance", fast_forward=False)
-        tokens, seconds = measure(engine, requests, args.runs)
-        stepwise = tokens / seconds
-        print(
-            f"backend=llguidance fast_forward=off tokens={tokens:5d} seconds={seconds:7.2f} "
-            f"tokens_per_s={stepwise:6.1f}"
-        )
+        stepwise = rate("backend=llguidance fast_forward=off", engine, requests, args.runs)
         print(f"fast_forward_speedup[llguidance]={rates['llguidance'] / stepwise:.3f}")
 
 

@@ -319,11 +319,7 @@ class LlamaCppEngine:
         from llama_cpp import llama_vocab_is_eog
 
         llm = self._llm
-        cached = 0
-        for a, b in zip(llm.input_ids[: llm.n_tokens], prompt, strict=False):
-            if a != b:
-                break
-            cached += 1
+        cached = llm.longest_token_prefix(llm.input_ids[: llm.n_tokens].tolist(), prompt)
         llm.n_tokens = min(cached, len(prompt) - 1)  # at least one token is evaluated, for its logits
         generated = processor.forced(None)[:max_tokens]
         pending = [*prompt[llm.n_tokens :], *generated]
