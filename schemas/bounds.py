@@ -42,7 +42,7 @@ SHAPE_CODES: Final = frozenset({TOO_LARGE, TOO_DEEP, RECURSIVE, UNRUNNABLE, NOT_
 
 @dataclass(frozen=True)
 class SchemaBounds:
-    """What a tenant's schema may be; the defaults are the settings' (`ABSTRACTOR_SCHEMA_MAX_*`)."""
+    """What a tenant's schema may be; the settings (`ABSTRACTOR_SCHEMA_MAX_*`) take their defaults from here."""
 
     max_bytes: int = 256 * 1024
     """Its size as compact JSON (UTF-8)."""

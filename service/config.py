@@ -11,6 +11,8 @@ from typing import Annotated, Literal, Self
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from schemas.bounds import SchemaBounds
+
 MIN_ADMIN_TOKEN_CHARS = 24
 _PLACEHOLDERS = frozenset(
     {"", "admin", "changeme", "change-me", "change_me", "secret", "password", "token", "test", "xxx",
@@ -152,7 +154,8 @@ class Settings(BaseSettings):
 
     # Chunking (tokens of document text per prompt, and overlap between neighbouring chunks). Chunks end at a
     # page end, a blank line or a sentence end, so no overlap is the default: 150 tokens of it cost 8 % more
-    # prompt tokens on the Kleister train PDFs and did not raise F1 (README).
+    # prompt tokens on the Kleister train PDFs and did not raise F1 (README). These budgets' defaults are
+    # PipelineOptions' (tests/service/test_runtime.py keeps them equal).
     chunk_tokens: int = 1800
     chunk_overlap_tokens: int = 0
 
@@ -201,24 +204,40 @@ class Settings(BaseSettings):
     )
 
     # --- Schema admission (service/jobs/admission.py, schemas/bounds.py): what a tenant's JSON Schema may be,
-    # checked at registration and again when a job loads it; past a bound, POST /v1/schemas answers 422.
-    schema_max_bytes: int = Field(default=256 * 1024, ge=1024, description="The schema's size as compact JSON.")
+    # checked at registration and again when a job loads it; past a bound, POST /v1/schemas answers 422. The
+    # defaults are SchemaBounds' own (one owner).
+    schema_max_bytes: int = Field(
+        default=SchemaBounds.max_bytes, ge=1024, description="The schema's size as compact JSON."
+    )
     schema_max_nodes: int = Field(
-        default=5_000, ge=1, description="Subschemas once every $ref is followed (counted, never built)."
+        default=SchemaBounds.max_nodes,
+        ge=1,
+        description="Subschemas once every $ref is followed (counted, never built).",
     )
     schema_max_depth: int = Field(
-        default=32, ge=1, le=100, description="Subschema nesting once $refs are followed (JSON nesting: 4x this)."
+        default=SchemaBounds.max_depth,
+        ge=1,
+        le=100,
+        description="Subschema nesting once $refs are followed (JSON nesting: 4x this).",
     )
-    schema_max_properties: int = Field(default=1_000, ge=1, description="Properties declared in the whole schema.")
+    schema_max_properties: int = Field(
+        default=SchemaBounds.max_properties, ge=1, description="Properties declared in the whole schema."
+    )
     schema_max_string_chars: int = Field(
-        default=4_096, ge=1, description="The longest string: a const, an enum member, a default, a pattern, a key."
+        default=SchemaBounds.max_string_chars,
+        ge=1,
+        description="The longest string: a const, an enum member, a default, a pattern, a key.",
     )
-    schema_max_enum: int = Field(default=1_000, ge=1, description="Members of one enum.")
+    schema_max_enum: int = Field(default=SchemaBounds.max_enum, ge=1, description="Members of one enum.")
     schema_max_repeat: int = Field(
-        default=500, ge=1, description="The largest minItems/maxLength/... and {n,m} count in a pattern (nested: x)."
+        default=SchemaBounds.max_repeat,
+        ge=1,
+        description="The largest minItems/maxLength/... and {n,m} count in a pattern (nested: x).",
     )
     schema_max_prompt_chars: int = Field(
-        default=32_768, ge=1, description="The rendered prompt prefix (instructions and one line per field)."
+        default=SchemaBounds.max_prompt_chars,
+        ge=1,
+        description="The rendered prompt prefix (instructions and one line per field).",
     )
     schema_admission_timeout_s: float = Field(
         default=10.0, gt=0, description="Wall clock of the child that validates, compiles and renders a schema."

@@ -54,7 +54,11 @@ class SchemaLike(Protocol):
 
 @dataclass(frozen=True)
 class PipelineOptions:
-    """Budgets for one extraction; the caller builds these from Settings."""
+    """Budgets for one extraction; the caller builds these from Settings (`service.runtime.options_from`).
+
+    The defaults are the library's, for benchmarks and tests; the settings' defaults equal them (the
+    pipeline cannot import the service nor the API the pipeline, so `tests/service/test_runtime.py` holds
+    the two together), except `max_generated_tokens`, which a deployment always bounds."""
 
     max_new_tokens: int = 384
     chunk_tokens: int = 1800
