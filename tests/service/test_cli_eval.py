@@ -26,15 +26,38 @@ NO_BOUND = 7200.0
 """Only a stop for a wedged run: model time is never what these tests bound."""
 
 
+SHORT = (
+    "170c3523298f4c60ae0935d7f800330d.pdf",
+    "1897d60f2aaa58656bc4825339a59266.pdf",
+    "1ebe90010883632839adf34be282271b.pdf",
+)
+"""The three train PDFs with the least text (4.9k-6.3k characters, 2-3 pages): a quarter of the model work of
+the first three (62k characters), for the same resume and refit checks."""
+
+
 def _complete_lines(path: Path) -> int:
     return len(read_predictions(path))
+
+
+def _short_set(kleister_dir: Path, tmp_path: Path) -> Path:
+    """A Kleister folder of the `SHORT` PDFs (links) with their own lines of the set's labels.tsv."""
+    folder = tmp_path / "kleister-short"
+    folder.mkdir()
+    lines = (kleister_dir / "labels.tsv").read_text(encoding="utf-8").splitlines()
+    kept = [line for line in lines if line.partition("\t")[0] in SHORT]
+    assert len(kept) == len(SHORT)
+    (folder / "labels.tsv").write_text("\n".join(kept) + "\n", encoding="utf-8")
+    for name in SHORT:
+        (folder / name).symlink_to(kleister_dir / name)
+    return folder
 
 
 def test_a_killed_eval_resumes_and_a_refit_calibration_changes_the_confidences(
     tmp_path: Path, kleister_dir: Path
 ) -> None:
     predictions = tmp_path / "predictions.jsonl"
-    args = ["eval", str(kleister_dir), "--schema", "nda", "--limit", DOCS, "--predictions", str(predictions)]
+    short = _short_set(kleister_dir, tmp_path)
+    args = ["eval", str(short), "--schema", "nda", "--limit", DOCS, "--predictions", str(predictions)]
     env = {**os.environ, "ABSTRACTOR_DATA_DIR": str(REPO / "var"), "ABSTRACTOR_CALIBRATION_DIR": str(tmp_path / "none")}
     proc = subprocess.Popen(
         [sys.executable, "-m", "service.cli", *args],
@@ -67,7 +90,8 @@ def test_a_killed_eval_resumes_and_a_refit_calibration_changes_the_confidences(
     fitted = run_cli("calibrate", *args[1:], "--split", "all", "--out", str(tmp_path / "cal"), timeout=NO_BOUND)
     assert fitted.returncode == 0, fitted.stderr[-2000:]
     summary = json.loads(fitted.stdout.splitlines()[-1])
-    assert Path(summary["calibration"]).is_file() and summary["values"] >= 12
+    assert Path(summary["calibration"]).is_file() and summary["values"] >= 8  # 12 (9 right) on this model
+    assert 0 < summary["right"] < summary["values"]
     assert read_predictions(predictions) == after  # refitted from the file: the model did not run again
 
     calibrated = run_cli(*args, timeout=NO_BOUND, env={"ABSTRACTOR_CALIBRATION_DIR": str(tmp_path / "cal")})
