@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from evaluation.kleister import LABELS_FILE, load_kleister
 from evaluation.runner import read_predictions
 from tests.service.test_cli import REPO, run_cli
 
@@ -40,15 +41,15 @@ def _complete_lines(path: Path) -> int:
 
 
 def _short_set(kleister_dir: Path, tmp_path: Path) -> Path:
-    """A Kleister folder of the `SHORT` PDFs (links) with their own lines of the set's labels.tsv."""
+    """A Kleister folder of the `SHORT` PDFs (links) and their gold labels, as `load_kleister` reads the set."""
     folder = tmp_path / "kleister-short"
     folder.mkdir()
-    lines = (kleister_dir / "labels.tsv").read_text(encoding="utf-8").splitlines()
-    kept = [line for line in lines if line.partition("\t")[0] in SHORT]
+    kept = [(pdf, labels) for pdf, labels in load_kleister(kleister_dir) if pdf.name in SHORT]
     assert len(kept) == len(SHORT)
-    (folder / "labels.tsv").write_text("\n".join(kept) + "\n", encoding="utf-8")
-    for name in SHORT:
-        (folder / name).symlink_to(kleister_dir / name)
+    lines = [f"{pdf.name}\t{' '.join(labels)}\n" for pdf, labels in kept]
+    (folder / LABELS_FILE).write_text("".join(lines), encoding="utf-8")
+    for pdf, _ in kept:
+        (folder / pdf.name).symlink_to(pdf)
     return folder
 
 
