@@ -5,12 +5,13 @@ from __future__ import annotations
 import copy
 import json
 import re
+from collections import OrderedDict
 from typing import Any
 
 import numpy as np
 
 from workers.engines.grammar import GRAMMAR_BACKENDS as COMPILE_BACKENDS
-from workers.engines.grammar import OUTLINES_CORE_WHITESPACE, llguidance_grammar
+from workers.engines.grammar import llguidance_grammar, outlines_core_regex
 from workers.errors import ConfigError
 
 GRAMMAR_BACKENDS: tuple[str, ...] = (*COMPILE_BACKENDS, "none")
@@ -50,7 +51,7 @@ def make_outlines_backend(backend: str, outlines_model: Any) -> Any:
         if backend == "outlines_core":
             from outlines.backends import OutlinesCoreBackend
 
-            return OutlinesCoreBackend(outlines_model)
+            return OutlinesCoreIndexes(OutlinesCoreBackend(outlines_model))
         if backend == "xgrammar":
             from outlines.backends import XGrammarBackend
 
@@ -69,8 +70,45 @@ def logits_processor_for(backend_name: str, backend: Any, schema: dict[str, Any]
     if backend_name == "llguidance":
         return LLGuidanceMask(backend.llg_tokenizer, llguidance_grammar(schema))
     if backend_name == "outlines_core":
-        return backend.get_json_schema_logits_processor(json.dumps(schema), OUTLINES_CORE_WHITESPACE)
+        return backend.processor(schema)
     return backend.get_json_schema_logits_processor(json.dumps(schema))
+
+
+OUTLINES_CORE_INDEXES = 4
+"""How many outlines-core indexes an engine keeps: one per grammar, the most recently used."""
+
+
+class OutlinesCoreIndexes:
+    """outlines' `OutlinesCoreBackend` with its indexes kept, one per grammar, the few most recently used.
+
+    outlines builds a new `Index` over the model's whole vocabulary on every call: for the NDA schema
+    over Qwen's 151,936 tokens that is one to two minutes on 2 cores, so a document of n chunks paid it n
+    times and every later job again. An index is immutable and every processor walks it with a `Guide`
+    of its own, so one index serves every generation under the same grammar. The count is bounded:
+    a tenant's schemas cannot grow the cache.
+    """
+
+    def __init__(self, backend: Any, keep: int = OUTLINES_CORE_INDEXES) -> None:
+        self._backend = backend
+        self._keep = keep
+        self._indexes: OrderedDict[str, Any] = OrderedDict()
+        self.built = 0
+        """Indexes built so far (a rebuilt one counts again)."""
+
+    def processor(self, schema: dict[str, Any]) -> Any:
+        """A fresh logits processor for `schema`, over the kept index of its grammar where there is one."""
+        from outlines.backends.outlines_core import OutlinesCoreLogitsProcessor
+        from outlines_core import Index
+
+        regex = outlines_core_regex(schema)
+        index = self._indexes.pop(regex, None)
+        if index is None:
+            index = Index(regex, self._backend.vocabulary)
+            self.built += 1
+        self._indexes[regex] = index
+        while len(self._indexes) > self._keep:
+            self._indexes.popitem(last=False)
+        return OutlinesCoreLogitsProcessor(index, self._backend.tensor_library_name)
 
 
 class GrammarFailure(Exception):

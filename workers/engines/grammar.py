@@ -105,12 +105,21 @@ def llguidance_grammar(schema: dict[str, Any]) -> str:
     return grammar
 
 
-def _outlines_core(schema: dict[str, Any]) -> CompiledGrammar:
-    import outlines_core
+def outlines_core_regex(schema: dict[str, Any]) -> str:
+    """The regular expression outlines-core enforces for `schema`: compact whitespace, as for llguidance.
+
+    Schema checks build it over a byte vocabulary, the engine over the model's: one definition for both."""
     from outlines_core.json_schema import build_regex_from_schema
 
+    regex: str = build_regex_from_schema(json.dumps(schema), OUTLINES_CORE_WHITESPACE)
+    return regex
+
+
+def _outlines_core(schema: dict[str, Any]) -> CompiledGrammar:
+    import outlines_core
+
     try:
-        regex = build_regex_from_schema(json.dumps(schema), OUTLINES_CORE_WHITESPACE)
+        regex = outlines_core_regex(schema)
     except ValueError as e:  # the Rust side raises ValueError subclasses with its reason
         raise UnsupportedSchemaError(f"outlines_core: {_one_line([str(e)])}") from e
     try:

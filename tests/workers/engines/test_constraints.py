@@ -54,3 +54,37 @@ def test_a_grammar_breaking_mid_generation_raises_its_stop_reason_only() -> None
     with pytest.raises(GrammarFailure) as info:
         _feed(mask, b'{"name":"Zorblax Quintavius","code":"a')
     assert info.value.reason == "LexerTooComplex" and str(info.value) == "LexerTooComplex"
+
+
+def _allowed(processor: Any, ids: list[int]) -> set[int]:
+    """The byte tokens `processor` allows after `ids` (the first id stands for the prompt)."""
+    masked = processor(np.array(ids), np.zeros(257, dtype=np.float32))
+    return {int(t) for t in np.flatnonzero(np.isfinite(masked))}
+
+
+def test_outlines_core_indexes_are_built_once_per_grammar_and_bounded() -> None:
+    from types import SimpleNamespace
+
+    from workers.engines.constraints import OutlinesCoreIndexes
+    from workers.engines.grammar import _byte_vocabulary
+
+    backend = SimpleNamespace(vocabulary=_byte_vocabulary(), tensor_library_name="numpy")
+    indexes = OutlinesCoreIndexes(backend, keep=2)
+    schemas = [generation_schema({"type": "object", "properties": {key: {"type": "integer"}}}) for key in "abc"]
+    first, second = indexes.processor(schemas[0]), indexes.processor(schemas[0])
+    assert indexes.built == 1
+    # One index, two walks: the first processor's progress is not the second's.
+    ids = [0]
+    for byte in b'{"a":':
+        assert byte in _allowed(first, ids)
+        ids.append(byte)
+    after_key = _allowed(first, ids)
+    assert ord("1") in after_key and ord("{") not in after_key
+    assert _allowed(second, [0]) == {ord("{")}
+    indexes.processor(schemas[1])
+    indexes.processor(schemas[2])
+    assert indexes.built == 3
+    indexes.processor(schemas[2])  # kept
+    assert indexes.built == 3
+    indexes.processor(schemas[0])  # the least recently used, dropped when the third came
+    assert indexes.built == 4
