@@ -134,6 +134,12 @@ class Settings(BaseSettings):
     generation_timeout_s: float = Field(
         default=300.0, gt=0, description="Wall time one generation may take on the embedded llama.cpp engine."
     )
+    grammar_index_max_gib: float = Field(
+        default=8.0,
+        gt=0,
+        description="Memory the embedded engine may hold in outlines-core indexes (grammar_backend=outlines_core): "
+        "a schema whose index would not fit fails as grammar_too_large.",
+    )
     # --- end of generation budgets.
 
     # Confidence: per-value probabilities from calibrations (workers/pipeline/calibration.py).

@@ -75,6 +75,7 @@ def engine_from(settings: Settings) -> Engine:
         n_threads=settings.n_threads,
         flash_attn=settings.flash_attn,
         generation_timeout_s=settings.generation_timeout_s,
+        grammar_index_max_gib=settings.grammar_index_max_gib,
         openai_base_url=settings.openai_base_url,
         openai_model=settings.openai_model,
         openai_api_key=settings.openai_api_key.get_secret_value() if settings.openai_api_key else None,

@@ -66,3 +66,10 @@ def test_every_budget_setting_reaches_the_options(monkeypatch: pytest.MonkeyPatc
         "low_confidence_threshold",
         "schema_bounds",
     }
+
+
+@pytest.mark.usefixtures("bare_env")
+def test_the_grammar_index_budget_default_is_the_engines() -> None:
+    from workers.engines.constraints import GRAMMAR_INDEX_MAX_GIB
+
+    assert Settings(_env_file=None).grammar_index_max_gib == GRAMMAR_INDEX_MAX_GIB  # type: ignore[call-arg]

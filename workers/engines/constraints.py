@@ -11,11 +11,22 @@ from typing import Any
 import numpy as np
 
 from workers.engines.grammar import GRAMMAR_BACKENDS as COMPILE_BACKENDS
-from workers.engines.grammar import llguidance_grammar, outlines_core_regex
+from workers.engines.grammar import (
+    UnsupportedSchemaError,
+    llguidance_grammar,
+    outlines_core_index_bytes,
+    outlines_core_regex,
+)
 from workers.errors import ConfigError
 
 GRAMMAR_BACKENDS: tuple[str, ...] = (*COMPILE_BACKENDS, "none")
 """The compile backends plus "none" (unconstrained decoding, for benchmarks only)."""
+
+GRAMMAR_INDEX_MAX_GIB = 8.0
+"""Default memory an engine may hold in outlines-core indexes: enough for the NDA schema's (about 7 GB)."""
+
+GRAMMAR_TOO_LARGE = "grammar_too_large"
+"""The code of a job whose grammar's index would not fit the engine's budget."""
 
 
 def generation_schema(schema: dict[str, Any]) -> dict[str, Any]:
@@ -41,8 +52,10 @@ def generation_schema(schema: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def make_outlines_backend(backend: str, outlines_model: Any) -> Any:
-    """Build (once per engine) the outlines backend object that turns schemas into logits processors."""
+def make_outlines_backend(backend: str, outlines_model: Any, *, vocab_size: int, index_budget_bytes: int) -> Any:
+    """Build (once per engine) the outlines backend object that turns schemas into logits processors.
+
+    `vocab_size` and `index_budget_bytes` size outlines-core's kept indexes (`OutlinesCoreIndexes`)."""
     try:
         if backend == "llguidance":
             from outlines.backends import LLGuidanceBackend
@@ -51,7 +64,7 @@ def make_outlines_backend(backend: str, outlines_model: Any) -> Any:
         if backend == "outlines_core":
             from outlines.backends import OutlinesCoreBackend
 
-            return OutlinesCoreIndexes(OutlinesCoreBackend(outlines_model))
+            return OutlinesCoreIndexes(OutlinesCoreBackend(outlines_model), vocab_size, index_budget_bytes)
         if backend == "xgrammar":
             from outlines.backends import XGrammarBackend
 
@@ -74,24 +87,25 @@ def logits_processor_for(backend_name: str, backend: Any, schema: dict[str, Any]
     return backend.get_json_schema_logits_processor(json.dumps(schema))
 
 
-OUTLINES_CORE_INDEXES = 4
-"""How many outlines-core indexes an engine keeps: one per grammar, the most recently used."""
-
-
 class OutlinesCoreIndexes:
-    """outlines' `OutlinesCoreBackend` with its indexes kept, one per grammar, the few most recently used.
+    """outlines' `OutlinesCoreBackend` with its indexes kept, one per grammar, within a memory budget.
 
-    outlines builds a new `Index` over the model's whole vocabulary on every call: for the NDA schema
-    over Qwen's 151,936 tokens that is one to two minutes on 2 cores, so a document of n chunks paid it n
-    times and every later job again. An index is immutable and every processor walks it with a `Guide`
-    of its own, so one index serves every generation under the same grammar. The count is bounded:
-    a tenant's schemas cannot grow the cache.
+    outlines builds a new `Index` over the model's whole vocabulary on every call: for the NDA schema over
+    Qwen's 151,936 tokens that is about a minute on 2 cores and 7 GB, so a document of n chunks paid it n
+    times and every later job again. An index is immutable and every processor walks it with a `Guide` of
+    its own, so one index serves every generation under the same grammar.
+
+    The memory is bounded, not only the count: an index's size is estimated before it is built
+    (`outlines_core_index_bytes`), a grammar whose index alone exceeds the budget is refused with
+    `grammar_too_large` (the clinical-note schema's would take about 90 GB, enough to get the worker
+    killed), and the least recently used indexes are dropped before a new one is built until it fits.
     """
 
-    def __init__(self, backend: Any, keep: int = OUTLINES_CORE_INDEXES) -> None:
+    def __init__(self, backend: Any, vocab_size: int, budget_bytes: int) -> None:
         self._backend = backend
-        self._keep = keep
-        self._indexes: OrderedDict[str, Any] = OrderedDict()
+        self._vocab_size = vocab_size
+        self._budget = budget_bytes
+        self._indexes: OrderedDict[str, tuple[Any, int]] = OrderedDict()
         self.built = 0
         """Indexes built so far (a rebuilt one counts again)."""
 
@@ -101,14 +115,24 @@ class OutlinesCoreIndexes:
         from outlines_core import Index
 
         regex = outlines_core_regex(schema)
-        index = self._indexes.pop(regex, None)
-        if index is None:
-            index = Index(regex, self._backend.vocabulary)
+        kept = self._indexes.pop(regex, None)
+        if kept is None:
+            size = outlines_core_index_bytes(regex, self._vocab_size)
+            if size > self._budget:
+                raise UnsupportedSchemaError(
+                    f"outlines-core's index for this schema would take about {size / 2**30:.1f} GiB over the "
+                    f"model's vocabulary, more than ABSTRACTOR_GRAMMAR_INDEX_MAX_GIB "
+                    f"({self._budget / 2**30:.1f} GiB); use the llguidance backend or shorten the schema's "
+                    "maxLength and maxItems",
+                    code=GRAMMAR_TOO_LARGE,
+                    details={"estimated_bytes": size, "budget_bytes": self._budget},
+                )
+            while self._indexes and sum(b for _, b in self._indexes.values()) + size > self._budget:
+                self._indexes.popitem(last=False)
+            kept = (Index(regex, self._backend.vocabulary), size)
             self.built += 1
-        self._indexes[regex] = index
-        while len(self._indexes) > self._keep:
-            self._indexes.popitem(last=False)
-        return OutlinesCoreLogitsProcessor(index, self._backend.tensor_library_name)
+        self._indexes[regex] = kept
+        return OutlinesCoreLogitsProcessor(kept[0], self._backend.tensor_library_name)
 
 
 class GrammarFailure(Exception):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import cast
 
+from workers.engines.constraints import GRAMMAR_INDEX_MAX_GIB
 from workers.engines.protocol import Engine
 from workers.errors import ConfigError
 
@@ -22,6 +23,7 @@ def build_engine(
     n_threads: int | None = None,
     flash_attn: bool = True,
     generation_timeout_s: float | None = None,
+    grammar_index_max_gib: float = GRAMMAR_INDEX_MAX_GIB,
     openai_base_url: str | None = None,
     openai_model: str = "abstractor",
     openai_api_key: str | None = None,
@@ -54,6 +56,7 @@ def build_engine(
             n_threads=n_threads,
             flash_attn=flash_attn,
             generation_timeout_s=generation_timeout_s,
+            grammar_index_max_gib=grammar_index_max_gib,
         )
     if kind == "openai":
         if not openai_base_url:

@@ -21,6 +21,8 @@ import numpy as np
 
 from workers.engines.constraints import (
     GRAMMAR_BACKENDS,
+    GRAMMAR_INDEX_MAX_GIB,
+    GRAMMAR_TOO_LARGE,
     GrammarFailure,
     LLGuidanceMask,
     logits_processor_for,
@@ -178,6 +180,7 @@ class LlamaCppEngine:
         fast_forward: bool = True,
         seed: int = 0,
         generation_timeout_s: float | None = None,
+        grammar_index_max_gib: float = GRAMMAR_INDEX_MAX_GIB,
     ) -> None:
         if grammar_backend not in GRAMMAR_BACKENDS:
             raise ConfigError(f"unknown grammar backend {grammar_backend!r}; choose one of {GRAMMAR_BACKENDS}")
@@ -218,6 +221,8 @@ class LlamaCppEngine:
         self._n_ctx = n_ctx
         self._eos = int(self._llm.token_eos())
         self._timeout_s = generation_timeout_s
+        # outlines-core's indexes over the vocabulary take gigabytes: kept and refused within this budget.
+        self._index_budget_bytes = int(grammar_index_max_gib * 2**30)
         # Off only to measure what it gains (bench.decode_speed): the answers are the same either way.
         self._fast_forward = fast_forward
         self.info = EngineInfo(
@@ -247,11 +252,16 @@ class LlamaCppEngine:
             # outlines reads the vocabulary through llama_token_get_attr (deprecated): its warnings are
             # filtered by `quiet_llama_cpp`, once for the process.
             self._backend = make_outlines_backend(
-                self._grammar_backend_name, outlines.from_llamacpp(self._llm, chat_mode=False)
+                self._grammar_backend_name,
+                outlines.from_llamacpp(self._llm, chat_mode=False),
+                vocab_size=int(self._llm.n_vocab()),
+                index_budget_bytes=self._index_budget_bytes,
             )
         try:
             inner = logits_processor_for(self._grammar_backend_name, self._backend, schema)
-        except UnsupportedSchemaError:
+        except UnsupportedSchemaError as e:
+            if e.code == GRAMMAR_TOO_LARGE:
+                raise  # our own refusal: sizes and the setting to change, no schema text
             # The backend's reason may quote the schema: the job keeps the code and the backend's name.
             raise UnsupportedSchemaError(
                 "the grammar backend cannot compile the job's schema",

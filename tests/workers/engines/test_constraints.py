@@ -62,15 +62,17 @@ def _allowed(processor: Any, ids: list[int]) -> set[int]:
     return {int(t) for t in np.flatnonzero(np.isfinite(masked))}
 
 
-def test_outlines_core_indexes_are_built_once_per_grammar_and_bounded() -> None:
+def test_outlines_core_indexes_are_built_once_per_grammar_and_kept_within_the_budget() -> None:
     from types import SimpleNamespace
 
     from workers.engines.constraints import OutlinesCoreIndexes
-    from workers.engines.grammar import _byte_vocabulary
+    from workers.engines.grammar import _byte_vocabulary, outlines_core_index_bytes, outlines_core_regex
 
-    backend = SimpleNamespace(vocabulary=_byte_vocabulary(), tensor_library_name="numpy")
-    indexes = OutlinesCoreIndexes(backend, keep=2)
     schemas = [generation_schema({"type": "object", "properties": {key: {"type": "integer"}}}) for key in "abc"]
+    sizes = {outlines_core_index_bytes(outlines_core_regex(s), 257) for s in schemas}
+    assert len(sizes) == 1 and min(sizes) > 0  # the same shape under three keys: room for two
+    backend = SimpleNamespace(vocabulary=_byte_vocabulary(), tensor_library_name="numpy")
+    indexes = OutlinesCoreIndexes(backend, vocab_size=257, budget_bytes=2 * sizes.pop())
     first, second = indexes.processor(schemas[0]), indexes.processor(schemas[0])
     assert indexes.built == 1
     # One index, two walks: the first processor's progress is not the second's.
@@ -86,5 +88,23 @@ def test_outlines_core_indexes_are_built_once_per_grammar_and_bounded() -> None:
     assert indexes.built == 3
     indexes.processor(schemas[2])  # kept
     assert indexes.built == 3
-    indexes.processor(schemas[0])  # the least recently used, dropped when the third came
+    indexes.processor(schemas[0])  # the least recently used, dropped to make room for the third
     assert indexes.built == 4
+
+
+def test_an_outlines_core_index_over_the_budget_is_refused_before_it_is_built() -> None:
+    from types import SimpleNamespace
+
+    from workers.engines.constraints import GRAMMAR_TOO_LARGE, OutlinesCoreIndexes
+    from workers.engines.grammar import UnsupportedSchemaError, _byte_vocabulary
+
+    backend = SimpleNamespace(vocabulary=_byte_vocabulary(), tensor_library_name="numpy")
+    indexes = OutlinesCoreIndexes(backend, vocab_size=151_936, budget_bytes=2**30)
+    schema = generation_schema(get_schema("clinical_note").json_schema())
+    with pytest.raises(UnsupportedSchemaError) as refused:
+        indexes.processor(schema)
+    assert refused.value.code == GRAMMAR_TOO_LARGE and indexes.built == 0
+    # Sizes and the setting to change; nothing of the schema.
+    assert refused.value.details["estimated_bytes"] > 50 * 2**30 and refused.value.details["budget_bytes"] == 2**30
+    assert "ABSTRACTOR_GRAMMAR_INDEX_MAX_GIB" in refused.value.message
+    assert "patient" not in refused.value.message.lower()

@@ -87,6 +87,20 @@ def test_grammar_backend_is_a_setting(backend: str, model_cache: Path) -> None:
         assert again.timings["grammar_setup_s"] * 20 < result.timings["grammar_setup_s"]
 
 
+def test_a_schema_whose_outlines_core_index_would_not_fit_is_refused_before_it_is_built(model_cache: Path) -> None:
+    from workers.engines.constraints import GRAMMAR_TOO_LARGE
+    from workers.errors import BadInputError
+
+    engine = LlamaCppEngine(cache_dir=model_cache, grammar_backend="outlines_core")
+    req, _ = _request("clinical_note", NOTE)
+    with pytest.raises(BadInputError) as refused:
+        engine.generate([req])
+    # About 90 GB over this model's vocabulary, against the default 8 GiB: refused by its estimate, in seconds.
+    assert refused.value.code == GRAMMAR_TOO_LARGE
+    assert refused.value.details["estimated_bytes"] > 10 * refused.value.details["budget_bytes"]
+    assert "Perry" not in str(refused.value) and "patient" not in str(refused.value).lower()
+
+
 def test_unconstrained_mode_exists_for_benchmarks(model_cache: Path) -> None:
     engine = LlamaCppEngine(cache_dir=model_cache, grammar_backend="none")
     req, _ = _request("nda", "This Agreement is made between Acme Corp. and Beta LLC.", max_tokens=40)
