@@ -109,7 +109,7 @@ class Settings(BaseSettings):
         default=120.0, gt=0, description="Limit for one engine request, queueing included."
     )
     vllm_model: str | None = Field(default=None, description="Weights (a local folder) of in-process vLLM.")
-    vllm_structured_backend: Literal["xgrammar", "guidance", "outlines"] = "xgrammar"
+    vllm_structured_backend: Literal["xgrammar", "guidance"] = "xgrammar"
     vllm_gpu_memory_utilization: float = Field(default=0.9, gt=0, le=1)
     vllm_kv_cache_gib: float | None = Field(
         default=None, gt=0, description="KV cache size of in-process vLLM; set it on CPUs (default: memory fraction)."

@@ -201,7 +201,9 @@ def schema() -> dict[str, Any]:
                     maxModelLen=POSITIVE,
                     gpuMemoryUtilization={"type": "number", "exclusiveMinimum": 0, "maximum": 1},
                     dtype={"enum": ["auto", "half", "float16", "bfloat16", "float", "float32"]},
-                    structuredOutputsBackend={"enum": ["auto", "xgrammar", "guidance", "outlines"]},
+                    structuredOutputsBackend={
+                        "enum": ["xgrammar", "guidance"]
+                    },  # not outlines: vllm_release.VLLM_BACKENDS
                     extraArgs={"type": "array", "items": STR},
                 ),
                 persistence=obj(

