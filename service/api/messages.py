@@ -52,6 +52,10 @@ MESSAGES: dict[str, str] = {
     "schema_too_deep": "the JSON Schema nests deeper than the limit",
     "schema_recursive": "the JSON Schema refers to itself ($ref cycle); extraction schemas must be finite",
     "schema_unrunnable": "the JSON Schema asks for more than a generation can do in bounded time",
+    "grammar_too_large": (
+        "the outlines_core grammar backend's index for this JSON Schema would need more memory than "
+        "ABSTRACTOR_GRAMMAR_INDEX_MAX_GIB allows (shorter maxLength or maxItems, or the llguidance backend)"
+    ),
     "admission_busy": "every schema check is busy; retry",
     "unknown_schema": "no such schema (built-in or registered by this tenant)",
     "reserved_schema_name": "the name belongs to a built-in schema",

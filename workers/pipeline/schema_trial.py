@@ -29,8 +29,8 @@ if __name__ == "__main__":
 from schemas.bounds import RECURSIVE, TOO_DEEP, TOO_LARGE, UNRUNNABLE
 from schemas.errors import InvalidSchemaError
 from schemas.user_schema import load_user_schema
-from workers.engines.constraints import generation_schema
-from workers.engines.grammar import UnsupportedSchemaError, compile_json_schema
+from workers.engines.constraints import GRAMMAR_TOO_LARGE, generation_schema
+from workers.engines.grammar import UnsupportedSchemaError, build_grammar
 from workers.errors import ConfigError
 from workers.pipeline.prompting import build_messages
 from workers.sandbox import child_main, error_result
@@ -44,7 +44,9 @@ for _backend in ("llguidance", "outlines_core"):
 def trial(payload: dict[str, Any]) -> dict[str, Any]:
     """The child's handler: `{"ok": {"prompt_chars": n}}`, or the first reason the schema cannot run.
 
-    `payload`: `schema`, `name`, `backend` and `max_prompt_chars`. An error's message may quote the
+    `payload`: `schema`, `name`, `backend` and `max_prompt_chars`; with `index_budget_bytes` and
+    `vocab_size`, an outlines-core grammar whose index over that vocabulary would exceed the budget is
+    refused as the engine would refuse it (`grammar_too_large`). An error's message may quote the
     schema (a validator's or a backend's reason): the caller keeps it on its exception, never in a
     response or a log line; its details hold our words only.
     """
@@ -61,13 +63,19 @@ def trial(payload: dict[str, Any]) -> dict[str, Any]:
     own = user.schema  # admission has checked its root: an object with properties
     try:
         # What the pipeline will ask the grammar to enforce: every property required (null = not stated).
-        compile_json_schema(generation_schema(own), backend)
+        compiled = build_grammar(generation_schema(own), backend)
     except UnsupportedSchemaError as e:
         return error_result("unsupported_schema", e.message, grammar_backend=backend)
     except ConfigError as e:
         return error_result("config_error", e.message, reason=e.code)
     except RecursionError:
         return error_result(TOO_DEEP, "the grammar backend cannot nest this deep", reason="grammar_recursion")
+    budget, vocab_size = payload.get("index_budget_bytes"), payload.get("vocab_size")
+    if budget is not None and vocab_size is not None:
+        size = compiled.model_index_bytes(vocab_size)
+        if size is not None and size > budget:
+            message = f"outlines-core's index for the schema would take about {size / 2**30:.1f} GiB"
+            return error_result(GRAMMAR_TOO_LARGE, message, limit="grammar_index_max_gib", max=budget / 2**30)
     try:
         prompt_chars = prompt_prefix_chars(own, name)
     except RecursionError:

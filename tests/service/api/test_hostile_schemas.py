@@ -213,3 +213,19 @@ def test_the_trial_s_limits_come_from_the_settings(
         error = _assert_refused(response, elapsed, 422, "schema_unrunnable")
         assert error["details"] == {"limit": "schema_max_repeat", "max": 20}
         assert client.get("/v1/schemas", headers=tenant.headers).status_code == 200  # the server lives on
+
+
+def test_under_outlines_core_a_schema_whose_index_would_not_fit_is_refused_at_registration(
+    bounded_server: Callable[..., ThreadedServer],
+) -> None:
+    # Three lists of eight 300-character names: about 16 GiB of outlines-core index over the embedded
+    # model's vocabulary, against the default 8; the engine would refuse every job, so admission does.
+    server = bounded_server(grammar_backend="outlines_core")
+    names = {"type": "array", "items": {"type": "string", "maxLength": 300, "description": MARKER}, "maxItems": 8}
+    with httpx.Client(base_url=server.base_url, timeout=30.0) as client:
+        tenant = make_tenant(client, ADMIN_TOKEN)
+        schema = obj(**{f"{MARKER}{n}": names for n in range(3)})
+        error = _assert_refused(*_post(client, tenant, f"big{uuid.uuid4().hex[:8]}", schema), 422, "grammar_too_large")
+        assert error["details"] == {"limit": "grammar_index_max_gib", "max": 8.0}
+        response, _ = _post(client, tenant, f"one{uuid.uuid4().hex[:8]}", obj(**{MARKER: names}))
+        assert response.status_code == 201, response.text  # one list fits: about 5.5 GiB

@@ -51,9 +51,16 @@ def test_the_settings_defaults_are_the_bounds_defaults() -> None:
     assert bounds_from(defaults) == SchemaBounds()
     assert policy_from(defaults) == AdmissionPolicy(backend=defaults.grammar_backend)
     lowered = settings(schema_max_repeat=7, schema_admission_timeout_s=2.5, grammar_backend="outlines_core")
+    # outlines_core with the embedded model: admission knows its vocabulary, so it sizes the grammar's index.
     assert policy_from(lowered) == AdmissionPolicy(
-        backend="outlines_core", bounds=SchemaBounds(max_repeat=7), timeout_s=2.5
+        backend="outlines_core",
+        bounds=SchemaBounds(max_repeat=7),
+        timeout_s=2.5,
+        index_budget_bytes=8 * 2**30,
+        vocab_size=151_936,
     )
+    another_model = settings(grammar_backend="outlines_core", model_path=Path("/models/other.gguf"))
+    assert policy_from(another_model).vocab_size is None  # its vocabulary is known once a worker loads it
     assert options_from(lowered).schema_bounds == SchemaBounds(max_repeat=7)  # what a worker's jobs get
 
 
@@ -164,3 +171,16 @@ def test_a_worker_fails_such_a_job_with_the_code(tmp_path: Path) -> None:
         job = session.get(Job, job_id)
         assert job is not None
         assert (job.status, job.error_code) == (JobStatus.FAILED, "schema_unrunnable")
+
+
+def test_under_outlines_core_a_schema_whose_index_would_not_fit_the_engine_is_refused() -> None:
+    policy = policy_from(settings(grammar_backend="outlines_core", schema_admission_timeout_s=60))
+    names = {"type": "array", "items": {"type": "string", "maxLength": 300}, "maxItems": 8}
+    # One list of eight names: about 5.5 GiB over the embedded model's vocabulary, under the default 8.
+    admit_schema({"type": "object", "properties": {"parties": names}}, "one", policy)
+    three = {"type": "object", "properties": {"parties": names, "signatories": names, "witnesses": names}}
+    too_large = refused(three, policy)
+    assert too_large.code == "grammar_too_large"
+    assert too_large.details == {"limit": "grammar_index_max_gib", "max": 8.0}
+    # With llguidance, the default, the same schema is fine: the bound is outlines-core's.
+    admit_schema(three, "three", AdmissionPolicy(backend="llguidance"))
