@@ -89,6 +89,8 @@ def test_grammar_backend_is_a_setting(backend: str, model_cache: Path) -> None:
 
 def test_a_schema_whose_outlines_core_index_would_not_fit_is_refused_before_it_is_built(model_cache: Path) -> None:
     from workers.engines.constraints import GRAMMAR_TOO_LARGE
+    from workers.engines.grammar import build_grammar
+    from workers.engines.model_files import QWEN25_CODER_05B
     from workers.errors import BadInputError
 
     engine = LlamaCppEngine(cache_dir=model_cache, grammar_backend="outlines_core")
@@ -98,6 +100,9 @@ def test_a_schema_whose_outlines_core_index_would_not_fit_is_refused_before_it_i
     # About 90 GB over this model's vocabulary, against the default 8 GiB: refused by its estimate, in seconds.
     assert refused.value.code == GRAMMAR_TOO_LARGE
     assert refused.value.details["estimated_bytes"] > 10 * refused.value.details["budget_bytes"]
+    # Admission estimates the same size without the model, from the vocabulary size written down for it.
+    grammar = build_grammar(req.json_schema, "outlines_core")
+    assert grammar.model_index_bytes(QWEN25_CODER_05B.vocab_size) == refused.value.details["estimated_bytes"]
     assert "Perry" not in str(refused.value) and "patient" not in str(refused.value).lower()
 
 
