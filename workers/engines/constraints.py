@@ -12,7 +12,7 @@ import numpy as np
 
 from workers.engines.grammar import GRAMMAR_BACKENDS as COMPILE_BACKENDS
 from workers.engines.grammar import (
-    UnsupportedSchemaError,
+    index_too_large,
     llguidance_grammar,
     outlines_core_index_bytes,
     outlines_core_regex,
@@ -24,9 +24,6 @@ GRAMMAR_BACKENDS: tuple[str, ...] = (*COMPILE_BACKENDS, "none")
 
 GRAMMAR_INDEX_MAX_GIB = 8.0
 """Default memory an engine may hold in outlines-core indexes: enough for the NDA schema's (about 7 GB)."""
-
-GRAMMAR_TOO_LARGE = "grammar_too_large"
-"""The code of a job whose grammar's index would not fit the engine's budget."""
 
 
 def generation_schema(schema: dict[str, Any]) -> dict[str, Any]:
@@ -118,15 +115,9 @@ class OutlinesCoreIndexes:
         kept = self._indexes.pop(regex, None)
         if kept is None:
             size = outlines_core_index_bytes(regex, self._vocab_size)
-            if size > self._budget:
-                raise UnsupportedSchemaError(
-                    f"outlines-core's index for this schema would take about {size / 2**30:.1f} GiB over the "
-                    f"model's vocabulary, more than ABSTRACTOR_GRAMMAR_INDEX_MAX_GIB "
-                    f"({self._budget / 2**30:.1f} GiB); use the llguidance backend or shorten the schema's "
-                    "maxLength and maxItems",
-                    code=GRAMMAR_TOO_LARGE,
-                    details={"estimated_bytes": size, "budget_bytes": self._budget},
-                )
+            refusal = index_too_large(size, self._budget)
+            if refusal is not None:
+                raise refusal
             while self._indexes and sum(b for _, b in self._indexes.values()) + size > self._budget:
                 self._indexes.popitem(last=False)
             kept = (Index(regex, self._backend.vocabulary), size)

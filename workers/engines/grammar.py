@@ -139,6 +139,26 @@ def outlines_core_index_bytes(regex: str, vocab_size: int) -> int:
     return _index_bytes(outlines_core.Index(regex, _byte_vocabulary()), vocab_size)
 
 
+GRAMMAR_TOO_LARGE = "grammar_too_large"
+"""The code of a schema whose outlines-core index would not fit the engine's budget."""
+
+
+def index_too_large(size: int, budget_bytes: int) -> UnsupportedSchemaError | None:
+    """The refusal of an outlines-core index of `size` bytes over `budget_bytes`, or None if it fits.
+
+    One check for the engine, which raises it before building, and schema admission, which reports it:
+    sizes and the setting to change, nothing of the schema."""
+    if size <= budget_bytes:
+        return None
+    return UnsupportedSchemaError(
+        f"outlines-core's index for this schema would take about {size / 2**30:.1f} GiB over the model's "
+        f"vocabulary, more than ABSTRACTOR_GRAMMAR_INDEX_MAX_GIB ({budget_bytes / 2**30:.1f} GiB); use the "
+        "llguidance backend or shorten the schema's maxLength and maxItems",
+        code=GRAMMAR_TOO_LARGE,
+        details={"estimated_bytes": size, "budget_bytes": budget_bytes},
+    )
+
+
 def _index_bytes(byte_index: Any, vocab_size: int) -> int:
     states = len(byte_index.get_transitions())
     return int(states * vocab_size * OUTLINES_CORE_BYTES_PER_STATE_AND_TOKEN)

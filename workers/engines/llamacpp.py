@@ -22,13 +22,12 @@ import numpy as np
 from workers.engines.constraints import (
     GRAMMAR_BACKENDS,
     GRAMMAR_INDEX_MAX_GIB,
-    GRAMMAR_TOO_LARGE,
     GrammarFailure,
     LLGuidanceMask,
     logits_processor_for,
     make_outlines_backend,
 )
-from workers.engines.grammar import UnsupportedSchemaError
+from workers.engines.grammar import GRAMMAR_TOO_LARGE, UnsupportedSchemaError
 from workers.engines.model_files import QWEN25_CODER_05B, ensure_embedded_model, verify_model_file
 from workers.engines.protocol import (
     GENERATION_STALLED,

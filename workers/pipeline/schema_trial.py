@@ -29,8 +29,8 @@ if __name__ == "__main__":
 from schemas.bounds import RECURSIVE, TOO_DEEP, TOO_LARGE, UNRUNNABLE
 from schemas.errors import InvalidSchemaError
 from schemas.user_schema import load_user_schema
-from workers.engines.constraints import GRAMMAR_TOO_LARGE, generation_schema
-from workers.engines.grammar import UnsupportedSchemaError, build_grammar
+from workers.engines.constraints import generation_schema
+from workers.engines.grammar import UnsupportedSchemaError, build_grammar, index_too_large
 from workers.errors import ConfigError
 from workers.pipeline.prompting import build_messages
 from workers.sandbox import child_main, error_result
@@ -73,9 +73,9 @@ def trial(payload: dict[str, Any]) -> dict[str, Any]:
     budget, vocab_size = payload.get("index_budget_bytes"), payload.get("vocab_size")
     if budget is not None and vocab_size is not None:
         size = compiled.model_index_bytes(vocab_size)
-        if size is not None and size > budget:
-            message = f"outlines-core's index for the schema would take about {size / 2**30:.1f} GiB"
-            return error_result(GRAMMAR_TOO_LARGE, message, limit="grammar_index_max_gib", max=budget / 2**30)
+        refusal = None if size is None else index_too_large(size, budget)
+        if refusal is not None:
+            return error_result(refusal.code, refusal.message, limit="grammar_index_max_gib", max=budget / 2**30)
     try:
         prompt_chars = prompt_prefix_chars(own, name)
     except RecursionError:

@@ -95,8 +95,8 @@ def test_outlines_core_indexes_are_built_once_per_grammar_and_kept_within_the_bu
 def test_an_outlines_core_index_over_the_budget_is_refused_before_it_is_built() -> None:
     from types import SimpleNamespace
 
-    from workers.engines.constraints import GRAMMAR_TOO_LARGE, OutlinesCoreIndexes
-    from workers.engines.grammar import UnsupportedSchemaError, _byte_vocabulary
+    from workers.engines.constraints import OutlinesCoreIndexes
+    from workers.engines.grammar import GRAMMAR_TOO_LARGE, UnsupportedSchemaError, _byte_vocabulary
 
     backend = SimpleNamespace(vocabulary=_byte_vocabulary(), tensor_library_name="numpy")
     indexes = OutlinesCoreIndexes(backend, vocab_size=151_936, budget_bytes=2**30)

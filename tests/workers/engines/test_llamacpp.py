@@ -88,8 +88,7 @@ def test_grammar_backend_is_a_setting(backend: str, model_cache: Path) -> None:
 
 
 def test_a_schema_whose_outlines_core_index_would_not_fit_is_refused_before_it_is_built(model_cache: Path) -> None:
-    from workers.engines.constraints import GRAMMAR_TOO_LARGE
-    from workers.engines.grammar import build_grammar
+    from workers.engines.grammar import GRAMMAR_TOO_LARGE, build_grammar
     from workers.engines.model_files import QWEN25_CODER_05B
     from workers.errors import BadInputError
 
