@@ -19,7 +19,7 @@ import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -127,31 +127,56 @@ def _timestamp(value: dt.datetime) -> str:
     return value.astimezone(dt.UTC).isoformat(timespec="microseconds")
 
 
-def event_fields(
-    *,
-    seq: int,
-    occurred_at: dt.datetime,
-    actor: str,
-    tenant_id: uuid.UUID | None,
-    action: str,
-    target_type: str,
-    target_id: str | None,
-    request_id: str | None,
-    outcome: str,
-    details: Mapping[str, Any] | None,
-) -> dict[str, Any]:
-    """The hashed fields of an event in plain JSON types (the same on every backend)."""
+class HashedEvent(Protocol):
+    """What the hash covers: a stored row, a row being written, or a selected row all have these (read-only)."""
+
+    @property
+    def seq(self) -> int: ...
+
+    @property
+    def occurred_at(self) -> dt.datetime: ...
+
+    @property
+    def actor(self) -> str: ...
+
+    @property
+    def tenant_id(self) -> uuid.UUID | None: ...
+
+    @property
+    def action(self) -> str: ...
+
+    @property
+    def target_type(self) -> str: ...
+
+    @property
+    def target_id(self) -> str | None: ...
+
+    @property
+    def request_id(self) -> str | None: ...
+
+    @property
+    def outcome(self) -> str: ...
+
+    @property
+    def details(self) -> Mapping[str, Any] | None: ...
+
+
+def event_fields(event: HashedEvent) -> dict[str, Any]:
+    """The hashed fields of an event in plain JSON types (the same on every backend).
+
+    One reading of an event for both writing its hash and checking it, so the two cannot drift.
+    """
     return {
-        "seq": seq,
-        "occurred_at": _timestamp(occurred_at),
-        "actor": actor,
-        "tenant_id": None if tenant_id is None else str(tenant_id),
-        "action": action,
-        "target_type": target_type,
-        "target_id": target_id,
-        "request_id": request_id,
-        "outcome": outcome,
-        "details": None if details is None else dict(details),
+        "seq": event.seq,
+        "occurred_at": _timestamp(event.occurred_at),
+        "actor": event.actor,
+        "tenant_id": None if event.tenant_id is None else str(event.tenant_id),
+        "action": event.action,
+        "target_type": event.target_type,
+        "target_id": event.target_id,
+        "request_id": event.request_id,
+        "outcome": event.outcome,
+        "details": None if event.details is None else dict(event.details),
     }
 
 
@@ -194,22 +219,9 @@ def record_event(
     _lock_chain(session)
     head = chain_head(session)
     seq, prev_hash = (1, GENESIS_HASH) if head is None else (head.seq + 1, head.hash)
-    occurred_at = utcnow()
-    fields = event_fields(
-        seq=seq,
-        occurred_at=occurred_at,
-        actor=actor,
-        tenant_id=tenant_id,
-        action=action,
-        target_type=target_type,
-        target_id=target,
-        request_id=request_id,
-        outcome=outcome_value,
-        details=clean,
-    )
     event = AuditEvent(
         seq=seq,
-        occurred_at=occurred_at,
+        occurred_at=utcnow(),
         actor=actor,
         tenant_id=tenant_id,
         action=action,
@@ -219,8 +231,8 @@ def record_event(
         outcome=outcome_value,
         details=clean,
         prev_hash=prev_hash,
-        hash=chain_hash(fields, prev_hash),
     )
+    event.hash = chain_hash(event_fields(event), prev_hash)
     session.add(event)
     # Flush now so a clash on seq surfaces here, at the call, rather than at the caller's commit.
     session.flush()
@@ -267,18 +279,7 @@ def verify_chain(session: Session, *, anchor: ChainAnchor | None = None, batch_s
         elif row.prev_hash != expected_prev:
             problem = "prev_hash does not match the previous event's hash: events missing or reordered"
         else:
-            fields = event_fields(
-                seq=row.seq,
-                occurred_at=row.occurred_at,
-                actor=row.actor,
-                tenant_id=row.tenant_id,
-                action=row.action,
-                target_type=row.target_type,
-                target_id=row.target_id,
-                request_id=row.request_id,
-                outcome=row.outcome,
-                details=row.details,
-            )
+            fields = event_fields(row)
             if chain_hash(fields, row.prev_hash) != row.hash:
                 problem = "hash does not match the event's fields: event edited"
             elif anchor is not None and row.seq == anchor.seq:

@@ -79,18 +79,7 @@ def test_hash_is_sha256_of_canonical_json_plus_prev_hash(session: Session) -> No
     session.expire_all()  # read back what the database holds, not what we handed it
     stored = session.get(AuditEvent, event.seq)
     assert stored is not None
-    fields = event_fields(
-        seq=stored.seq,
-        occurred_at=stored.occurred_at,
-        actor=stored.actor,
-        tenant_id=stored.tenant_id,
-        action=stored.action,
-        target_type=stored.target_type,
-        target_id=stored.target_id,
-        request_id=stored.request_id,
-        outcome=stored.outcome,
-        details=stored.details,
-    )
+    fields = event_fields(stored)
     canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     assert stored.hash == hashlib.sha256(canonical.encode() + stored.prev_hash.encode()).hexdigest()
     assert canonical.startswith('{"action":"job.create","actor":')
@@ -128,18 +117,7 @@ def test_edit_details_is_caught(session: Session) -> None:
 def test_edit_with_recomputed_row_hash_breaks_the_next_link(session: Session) -> None:
     events = _record(session, 3)
     forged = events[1]
-    fields = event_fields(
-        seq=forged.seq,
-        occurred_at=forged.occurred_at,
-        actor="mallory",
-        tenant_id=forged.tenant_id,
-        action=forged.action,
-        target_type=forged.target_type,
-        target_id=forged.target_id,
-        request_id=forged.request_id,
-        outcome=forged.outcome,
-        details=forged.details,
-    )
+    fields = {**event_fields(forged), "actor": "mallory"}
     _tamper(
         session,
         "UPDATE audit_events SET actor = 'mallory', hash = :h WHERE seq = :seq",

@@ -97,18 +97,7 @@ def _recompute_chain(engine: Engine, edit: Callable[[AuditEvent], None]) -> None
     cast = "CAST(:details AS jsonb)" if engine.dialect.name == "postgresql" else ":details"
     for row in rows:
         edit(row)
-        fields = event_fields(
-            seq=row.seq,
-            occurred_at=row.occurred_at,
-            actor=row.actor,
-            tenant_id=row.tenant_id,
-            action=row.action,
-            target_type=row.target_type,
-            target_id=row.target_id,
-            request_id=row.request_id,
-            outcome=row.outcome,
-            details=row.details,
-        )
+        fields = event_fields(row)
         digest = chain_hash(fields, prev)
         sql = (
             f"UPDATE audit_events SET actor = :actor, details = {cast}, prev_hash = :prev, hash = :hash "
