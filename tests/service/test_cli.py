@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from schemas.registry import get_schema
+from tests.support.kleister import short_set
 from tests.support.records import assert_confidence_for_every_stated_value
 from workers.documents import read_document
 
@@ -110,8 +111,8 @@ def test_eval_refuses_a_schema_the_dataset_is_not_labelled_for(shared_data: Path
 
 @pytest.mark.slow
 @pytest.mark.model
-def test_eval_scores_kleister_and_ends_with_micro_f1(shared_data: Path) -> None:
-    proc = run_cli("eval", str(shared_data / "kleister-nda" / "train"), "--schema", "nda", "--limit", "2")
+def test_eval_scores_kleister_and_ends_with_micro_f1(kleister_dir: Path, tmp_path: Path) -> None:
+    proc = run_cli("eval", str(short_set(kleister_dir, tmp_path)), "--schema", "nda", "--limit", "2")
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = proc.stdout.strip().splitlines()
     assert lines[-1].startswith("micro_f1=")

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from evaluation.kleister import LABELS_FILE, load_kleister
 from evaluation.runner import read_predictions
 from tests.service.test_cli import REPO, run_cli
+from tests.support.kleister import short_set
 
 pytestmark = [pytest.mark.slow, pytest.mark.model]
 DOCS = "3"
@@ -27,37 +27,15 @@ NO_BOUND = 7200.0
 """Only a stop for a wedged run: model time is never what these tests bound."""
 
 
-SHORT = (
-    "170c3523298f4c60ae0935d7f800330d.pdf",
-    "1897d60f2aaa58656bc4825339a59266.pdf",
-    "1ebe90010883632839adf34be282271b.pdf",
-)
-"""The three train PDFs with the least text (4.9k-6.3k characters, 2-3 pages): a quarter of the model work of
-the first three (62k characters), for the same resume and refit checks."""
-
-
 def _complete_lines(path: Path) -> int:
     return len(read_predictions(path))
-
-
-def _short_set(kleister_dir: Path, tmp_path: Path) -> Path:
-    """A Kleister folder of the `SHORT` PDFs (links) and their gold labels, as `load_kleister` reads the set."""
-    folder = tmp_path / "kleister-short"
-    folder.mkdir()
-    kept = [(pdf, labels) for pdf, labels in load_kleister(kleister_dir) if pdf.name in SHORT]
-    assert len(kept) == len(SHORT)
-    lines = [f"{pdf.name}\t{' '.join(labels)}\n" for pdf, labels in kept]
-    (folder / LABELS_FILE).write_text("".join(lines), encoding="utf-8")
-    for pdf, _ in kept:
-        (folder / pdf.name).symlink_to(pdf)
-    return folder
 
 
 def test_a_killed_eval_resumes_and_a_refit_calibration_changes_the_confidences(
     tmp_path: Path, kleister_dir: Path
 ) -> None:
     predictions = tmp_path / "predictions.jsonl"
-    short = _short_set(kleister_dir, tmp_path)
+    short = short_set(kleister_dir, tmp_path)
     args = ["eval", str(short), "--schema", "nda", "--limit", DOCS, "--predictions", str(predictions)]
     env = {**os.environ, "ABSTRACTOR_DATA_DIR": str(REPO / "var"), "ABSTRACTOR_CALIBRATION_DIR": str(tmp_path / "none")}
     proc = subprocess.Popen(
