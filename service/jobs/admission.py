@@ -20,8 +20,9 @@ Every refusal is a `SchemaRefused` (HTTP 422) with its code; its details name ou
   prompt renderer can only follow forever;
 - `schema_unrunnable`: a count no generation could honour in bounded time, or a trial that ran out of
   time or crashed;
-- `grammar_too_large` (grammar_backend=outlines_core with the embedded model): the grammar's index over the
-  model's vocabulary would not fit `grammar_index_max_gib`, as the engine would find for every job.
+- `grammar_too_large` (grammar_backend=outlines_core): the grammar's index over the model's vocabulary would
+  not fit `grammar_index_max_gib`, as the engine would find for every job. The embedded model's vocabulary
+  size is written down; another GGUF's is read from its metadata by the trial, where this host can read it.
 
 A job whose schema was registered before these bounds existed meets the cheap walk again in
 `service/jobs/resolve.job_schema`, with the same settings (`bounds_from`).
@@ -84,8 +85,10 @@ class AdmissionPolicy:
     timeout_s: float = 10.0
     memory_mb: int = 1024
     index_budget_bytes: int | None = None
-    """With `vocab_size`: the engine's outlines-core index budget, so admission refuses what jobs would."""
+    """With `vocab_size` or `model_path`: the engine's outlines-core budget, so admission refuses what jobs would."""
     vocab_size: int | None = None
+    model_path: str | None = None
+    """With `index_budget_bytes` and no `vocab_size`: a GGUF whose vocabulary size the trial reads."""
 
 
 def bounds_from(settings: Settings) -> SchemaBounds:
@@ -104,20 +107,26 @@ def bounds_from(settings: Settings) -> SchemaBounds:
 
 def policy_from(settings: Settings) -> AdmissionPolicy:
     """The admission policy from the one Settings class."""
-    vocab_size = None
-    if settings.grammar_backend == "outlines_core" and settings.engine == "llamacpp" and settings.model_path is None:
-        # The embedded model's vocabulary is known without loading it; another GGUF's is read only when a
-        # worker loads it, so for that one the job, not admission, refuses an index too large.
-        from workers.engines.model_files import QWEN25_CODER_05B
+    vocab_size: int | None = None
+    model_path: str | None = None
+    if settings.grammar_backend == "outlines_core" and settings.engine == "llamacpp":
+        if settings.model_path is None:
+            # The embedded model's vocabulary size is written down: no file to read.
+            from workers.engines.model_files import QWEN25_CODER_05B
 
-        vocab_size = QWEN25_CODER_05B.vocab_size
+            vocab_size = QWEN25_CODER_05B.vocab_size
+        else:
+            # Another GGUF: the trial reads its vocabulary size from the file's metadata, where this host
+            # can read the file; where it cannot, a job refuses an index too large, in seconds.
+            model_path = str(settings.model_path)
     return AdmissionPolicy(
         backend=settings.grammar_backend,
         bounds=bounds_from(settings),
         timeout_s=settings.schema_admission_timeout_s,
         memory_mb=settings.schema_admission_memory_mb,
-        index_budget_bytes=int(settings.grammar_index_max_gib * 2**30) if vocab_size else None,
+        index_budget_bytes=int(settings.grammar_index_max_gib * 2**30) if vocab_size or model_path else None,
         vocab_size=vocab_size,
+        model_path=model_path,
     )
 
 
@@ -154,6 +163,7 @@ def _trial(json_schema: dict[str, Any], name: str, policy: AdmissionPolicy) -> N
         "max_prompt_chars": policy.bounds.max_prompt_chars,
         "index_budget_bytes": policy.index_budget_bytes,
         "vocab_size": policy.vocab_size,
+        "model_path": policy.model_path,
     }
     if not _TRIAL_SLOTS.acquire(timeout=policy.timeout_s):
         raise TransientError("every schema trial slot is busy; retry", code="admission_busy")
@@ -169,7 +179,12 @@ def _trial(json_schema: dict[str, Any], name: str, policy: AdmissionPolicy) -> N
         _TRIAL_SLOTS.release()
     log.info(
         "schema admitted",
-        extra={"prompt_chars": run.payload.get("prompt_chars"), "trial_s": round(run.wall_s, 3)},
+        extra={
+            "prompt_chars": run.payload.get("prompt_chars"),
+            "trial_s": round(run.wall_s, 3),
+            # outlines_core with another GGUF that this host cannot read: its jobs size the index instead.
+            **({"index_unsized": run.payload["index_unsized"]} if run.payload.get("index_unsized") else {}),
+        },
     )
 
 

@@ -99,3 +99,29 @@ def verify_model_file(path: Path, expected_sha256: str | None) -> str:
             code="model_checksum_mismatch",
         )
     return actual
+
+
+def gguf_vocab_size(path: Path) -> int:
+    """Tokens in a GGUF model's vocabulary, from the file's metadata alone (no weights read or mapped).
+
+    What `Llama.n_vocab()` reports once a worker loads the file: schema admission sizes an outlines-core
+    index with it when the model is another GGUF than the embedded one (whose size is written down above),
+    in a third of a second and tens of megabytes, instead of a job finding out.
+    """
+    import llama_cpp
+
+    from workers.engines.quiet import quiet_llama_cpp
+
+    quiet_llama_cpp()  # llama.cpp prints the tokenizer's set-up to stderr otherwise
+    if not path.is_file():
+        raise ConfigError(f"model file not found: {path}", code="model_missing")
+    params = llama_cpp.llama_model_default_params()
+    params.vocab_only = True
+    params.use_mmap = False  # mapping a 4 GB file would count against a sandboxed reader's address space
+    model = llama_cpp.llama_model_load_from_file(str(path).encode(), params)
+    if not model:
+        raise ConfigError(f"model file {path.name} could not be read as a GGUF model", code="model_invalid")
+    try:
+        return int(llama_cpp.llama_vocab_n_tokens(llama_cpp.llama_model_get_vocab(model)))
+    finally:
+        llama_cpp.llama_model_free(model)

@@ -19,6 +19,7 @@ import importlib
 import logging
 import sys
 import warnings
+from pathlib import Path
 from typing import Any
 
 if __name__ == "__main__":
@@ -31,6 +32,7 @@ from schemas.errors import InvalidSchemaError
 from schemas.user_schema import load_user_schema
 from workers.engines.constraints import generation_schema
 from workers.engines.grammar import UnsupportedSchemaError, build_grammar, index_too_large
+from workers.engines.model_files import gguf_vocab_size
 from workers.errors import ConfigError
 from workers.pipeline.prompting import build_messages
 from workers.sandbox import child_main, error_result
@@ -45,8 +47,10 @@ def trial(payload: dict[str, Any]) -> dict[str, Any]:
     """The child's handler: `{"ok": {"prompt_chars": n}}`, or the first reason the schema cannot run.
 
     `payload`: `schema`, `name`, `backend` and `max_prompt_chars`; with `index_budget_bytes` and
-    `vocab_size`, an outlines-core grammar whose index over that vocabulary would exceed the budget is
-    refused as the engine would refuse it (`grammar_too_large`). An error's message may quote the
+    `vocab_size` (or `model_path`, a GGUF whose vocabulary size is read here), an outlines-core grammar
+    whose index over that vocabulary would exceed the budget is refused as the engine would refuse it
+    (`grammar_too_large`); a model file this process cannot read leaves the index unsized
+    (`{"ok": {..., "index_unsized": code}}`) for the job to refuse. An error's message may quote the
     schema (a validator's or a backend's reason): the caller keeps it on its exception, never in a
     response or a log line; its details hold our words only.
     """
@@ -61,6 +65,8 @@ def trial(payload: dict[str, Any]) -> dict[str, Any]:
     except RecursionError:
         return error_result(TOO_DEEP, "the schema nests too deeply to be validated", reason="validator_recursion")
     own = user.schema  # admission has checked its root: an object with properties
+    # Read before the grammar is built, so the vocabulary's memory is released before the schema's is spent.
+    vocab_size, unsized = _vocab_size(payload)
     try:
         # What the pipeline will ask the grammar to enforce: every property required (null = not stated).
         compiled = build_grammar(generation_schema(own), backend)
@@ -70,7 +76,7 @@ def trial(payload: dict[str, Any]) -> dict[str, Any]:
         return error_result("config_error", e.message, reason=e.code)
     except RecursionError:
         return error_result(TOO_DEEP, "the grammar backend cannot nest this deep", reason="grammar_recursion")
-    budget, vocab_size = payload.get("index_budget_bytes"), payload.get("vocab_size")
+    budget = payload.get("index_budget_bytes")
     if budget is not None and vocab_size is not None:
         size = compiled.model_index_bytes(vocab_size)
         refusal = None if size is None else index_too_large(size, budget)
@@ -89,7 +95,18 @@ def trial(payload: dict[str, Any]) -> dict[str, Any]:
     if prompt_chars > limit:
         message = f"the schema's prompt is longer than {limit} characters"
         return error_result(TOO_LARGE, message, limit="schema_max_prompt_chars", max=limit)
-    return {"ok": {"prompt_chars": prompt_chars}}
+    return {"ok": {"prompt_chars": prompt_chars, **({"index_unsized": unsized} if unsized else {})}}
+
+
+def _vocab_size(payload: dict[str, Any]) -> tuple[int | None, str | None]:
+    """The model's vocabulary size (given, or read from `model_path`), or why it could not be read."""
+    if payload.get("vocab_size") is not None or payload.get("model_path") is None:
+        return payload.get("vocab_size"), None
+    try:
+        return gguf_vocab_size(Path(payload["model_path"])), None
+    except ConfigError as e:
+        # An API host without the workers' model volume: the job, on a worker, refuses what does not fit.
+        return None, e.code
 
 
 def prompt_prefix_chars(schema: dict[str, Any], name: str) -> int:

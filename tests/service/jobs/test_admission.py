@@ -60,7 +60,10 @@ def test_the_settings_defaults_are_the_bounds_defaults() -> None:
         vocab_size=151_936,
     )
     another_model = settings(grammar_backend="outlines_core", model_path=Path("/models/other.gguf"))
-    assert policy_from(another_model).vocab_size is None  # its vocabulary is known once a worker loads it
+    # Another GGUF: the trial reads its vocabulary size from the file (below).
+    assert policy_from(another_model) == AdmissionPolicy(
+        backend="outlines_core", index_budget_bytes=8 * 2**30, model_path="/models/other.gguf"
+    )
     assert options_from(lowered).schema_bounds == SchemaBounds(max_repeat=7)  # what a worker's jobs get
 
 
@@ -173,14 +176,38 @@ def test_a_worker_fails_such_a_job_with_the_code(tmp_path: Path) -> None:
         assert (job.status, job.error_code) == (JobStatus.FAILED, "schema_unrunnable")
 
 
+NAMES = {"type": "array", "items": {"type": "string", "maxLength": 300}, "maxItems": 8}
+ONE_LIST = {"type": "object", "properties": {"parties": NAMES}}
+"""One list of eight names: about 5.5 GiB over the embedded model's vocabulary, under the default 8."""
+THREE_LISTS = {"type": "object", "properties": {"parties": NAMES, "signatories": NAMES, "witnesses": NAMES}}
+
+
 def test_under_outlines_core_a_schema_whose_index_would_not_fit_the_engine_is_refused() -> None:
     policy = policy_from(settings(grammar_backend="outlines_core", schema_admission_timeout_s=60))
-    names = {"type": "array", "items": {"type": "string", "maxLength": 300}, "maxItems": 8}
-    # One list of eight names: about 5.5 GiB over the embedded model's vocabulary, under the default 8.
-    admit_schema({"type": "object", "properties": {"parties": names}}, "one", policy)
-    three = {"type": "object", "properties": {"parties": names, "signatories": names, "witnesses": names}}
-    too_large = refused(three, policy)
+    admit_schema(ONE_LIST, "one", policy)
+    too_large = refused(THREE_LISTS, policy)
     assert too_large.code == "grammar_too_large"
     assert too_large.details == {"limit": "grammar_index_max_gib", "max": 8.0}
     # With llguidance, the default, the same schema is fine: the bound is outlines-core's.
-    admit_schema(three, "three", AdmissionPolicy(backend="llguidance"))
+    admit_schema(THREE_LISTS, "three", AdmissionPolicy(backend="llguidance"))
+
+
+def test_under_outlines_core_another_gguf_is_sized_from_its_own_file(model_cache: Path, tmp_path: Path) -> None:
+    from workers.engines.model_files import QWEN25_CODER_05B, ensure_embedded_model, gguf_vocab_size
+
+    gguf = ensure_embedded_model(model_cache)
+    assert gguf_vocab_size(gguf) == QWEN25_CODER_05B.vocab_size  # what the engine's n_vocab reports (tested there)
+    # The same file under another name stands for an operator's own GGUF: nothing is known of it in advance.
+    own = tmp_path / "own-model.gguf"
+    own.symlink_to(gguf)
+    policy = policy_from(settings(grammar_backend="outlines_core", model_path=own, schema_admission_timeout_s=60))
+    assert policy.vocab_size is None
+    assert refused(THREE_LISTS, policy).code == "grammar_too_large"
+    admit_schema(ONE_LIST, "one", policy)
+    # An API host without the workers' model volume, or a file that is not GGUF: the index is not sized here
+    # and the schema is not refused for it (a job refuses it on a worker, in seconds).
+    not_gguf = tmp_path / "not-a-model.gguf"
+    not_gguf.write_bytes(b"GGUF but not really" * 100)
+    for path in (tmp_path / "absent.gguf", not_gguf):
+        unsized = settings(grammar_backend="outlines_core", model_path=path, schema_admission_timeout_s=60)
+        admit_schema(THREE_LISTS, "three", policy_from(unsized))
