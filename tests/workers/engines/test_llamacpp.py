@@ -69,7 +69,8 @@ def test_a_prompt_that_leaves_no_room_to_answer_is_refused_before_the_model_runs
 
 
 # A tenant-sized schema: outlines-core's index over the whole vocabulary is about 0.13 GiB and seconds to build
-# for it, against 7 GB and a minute for the NDA's (whose fit in the default budget is checked below by estimate).
+# for it, against 7 GB and a minute for the NDA's (whose fit in the default budget is checked by estimate in
+# test_constraints.py).
 GOVERNING_LAW = {
     "title": "Governing law",
     "type": "object",
@@ -106,18 +107,6 @@ def test_grammar_backend_is_a_setting(backend: str, model_cache: Path) -> None:
     again = ask("This Agreement between Gamma Inc. and Delta plc is governed by the laws of Ohio.")
     if backend == "outlines_core":
         assert again.timings["grammar_setup_s"] * 20 < first.timings["grammar_setup_s"]
-
-
-def test_the_built_in_nda_fits_the_default_outlines_core_budget() -> None:
-    """outlines_core is usable for the NDA schema as shipped: its index over the model's vocabulary, by the
-    engine's own estimate (about 6.8 GiB), is under the default budget; the clinical note's is not (below)."""
-    from workers.engines.constraints import GRAMMAR_INDEX_MAX_GIB
-    from workers.engines.grammar import build_grammar
-    from workers.engines.model_files import QWEN25_CODER_05B
-
-    grammar = build_grammar(generation_schema(get_schema("nda").json_schema()), "outlines_core")
-    size = grammar.model_index_bytes(QWEN25_CODER_05B.vocab_size)
-    assert size is not None and 4 * 2**30 < size < GRAMMAR_INDEX_MAX_GIB * 2**30
 
 
 def test_a_schema_whose_outlines_core_index_would_not_fit_is_refused_before_it_is_built(model_cache: Path) -> None:
